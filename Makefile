@@ -1,0 +1,51 @@
+# The two commands of the README: `make demo` and `make test`. Each creates .venv when missing and
+# installs everything it needs, so a fresh Debian/Ubuntu machine needs nothing else.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build on this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
+TORCH := torch==2.13.0
+EXTRAS ?= test
+SYSTEM_PACKAGES := libgl1 libgomp1 libusb-1.0-0 libosmesa6
+STAMP := $(VENV)/.installed-$(EXTRAS)
+OUT ?= outputs/demo
+PYTEST_WORKERS ?= 2
+
+.PHONY: install demo test test-slow bench system-deps clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@$(MAKE) --no-print-directory system-deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $@
+
+# System libraries for the optional 3D and physics extras (OpenGL, OpenMP, USB for open3d, OSMesa
+# for headless pyrender). Installed with apt-get when running as root; otherwise a hint is printed.
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "system packages: all present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "note: missing system packages:$$missing (run: sudo apt-get install$$missing)"; fi
+
+demo: install
+	$(BIN)/python -m agents demo --out $(OUT)
+	@echo "open $(OUT)/index.html"
+
+test: install
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+
+test-slow: install
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m slow
+
+bench: install
+	$(BIN)/python benchmarks/bench_value_iteration.py
+	$(BIN)/python benchmarks/bench_env_steps.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache build *.egg-info

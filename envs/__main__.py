@@ -1,0 +1,80 @@
+"""``python -m envs list`` and ``python -m envs show ID --out picture.png``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import imageio.v3 as iio
+import tyro
+
+from envs import ENVIRONMENTS, make_env, parse_env_kwargs
+from envs.io import atomic_path
+
+
+@dataclass
+class List:
+    """List the registered mp/ environments with their spaces."""
+
+    json: bool = False
+    """Print one JSON object per environment instead of a table."""
+
+
+@dataclass
+class Show:
+    """Render the first observation of an environment to a PNG (and print its text map)."""
+
+    env: Annotated[str, tyro.conf.Positional]
+    """Environment id, e.g. mp/CliffWalking-v0 (any Gymnasium id with rgb_array rendering works)."""
+    out: Path = Path("env.png")
+    """Where to write the picture."""
+    option: tuple[str, ...] = ()
+    """Environment keyword arguments as key=value, e.g. --option size=30 slip=0.1."""
+    seed: int = 0
+    """Seed of the reset."""
+
+
+def describe(env_id: str) -> dict[str, object]:
+    env = make_env(env_id)
+    info = {
+        "id": env_id,
+        "observation_space": str(env.observation_space),
+        "action_space": str(env.action_space),
+        "max_episode_steps": env.spec.max_episode_steps if env.spec else None,
+        "states": getattr(env.unwrapped, "mdp").n_states if hasattr(env.unwrapped, "mdp") else None,
+    }
+    env.close()
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = tyro.extras.subcommand_cli_from_dict({"list": List, "show": Show}, args=argv, prog="python -m envs")
+    if isinstance(args, List):
+        rows = [describe(env_id) for env_id in ENVIRONMENTS]
+        if args.json:
+            for row in rows:
+                print(json.dumps(row))
+        else:
+            print(f"{'id':<22} {'states':>6}  {'steps':>5}  {'actions':<12} observation")
+            for r in rows:
+                print(f"{r['id']:<22} {r['states']:>6}  {r['max_episode_steps']:>5}  {r['action_space']:<12} {r['observation_space']}")
+        return 0
+    env = make_env(args.env, render_mode="rgb_array", **parse_env_kwargs(args.option))
+    env.reset(seed=args.seed)
+    frame = env.render()
+    if hasattr(env.unwrapped, "_render_text"):
+        print(env.unwrapped._render_text(), end="")
+    with atomic_path(args.out) as tmp:
+        iio.imwrite(tmp, frame)
+    print(f"wrote {args.out} ({frame.shape[1]}x{frame.shape[0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ValueError as err:
+        sys.exit(f"error: {err}")

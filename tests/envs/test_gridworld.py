@@ -1,0 +1,228 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from envs import ACTION_DELTAS, GridWorldEnv, TabularMDP, generate_maze, load_map
+
+LEFT, DOWN, RIGHT, UP = range(4)
+
+
+def test_map_forms_agree(tmp_path):
+    rows = ["S..", ".#G"]
+    path = tmp_path / "m.txt"
+    path.write_text("\n".join(rows) + "\n")
+    grids = [load_map(rows), load_map("S..\n.#G"), load_map(str(path)), load_map(path)]
+    for g in grids[1:]:
+        np.testing.assert_array_equal(g.cells, grids[0].cells)
+    assert load_map("cliff").shape == (4, 12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(map=["S.x", "..G"]), r"unknown map character 'x' at row 0, column 2"),
+        (dict(map=["...", "..G"]), r"map has no start cell 'S'"),
+        (dict(map=["S..", ".G"]), r"row 1 has 2 characters, row 0 has 3"),
+        (dict(map=["12", "S.G"]), r"wind header has 2 digits but the map has 3 columns"),
+        (dict(map="nosuchmap"), r"no built-in map named 'nosuchmap'"),
+        (dict(map="missing/file.txt"), r"map file 'missing/file.txt' does not exist"),
+        (dict(map=["S.G"], slip=1.5), r"slip must lie in \[0, 1\], got 1.5"),
+        (dict(map=["S.G"], slip=-0.1), r"slip must lie in \[0, 1\]"),
+        (dict(map=["S.G"], obs_type="pixels"), r"obs_type must be one of"),
+        (dict(map=["S.G"], gamma=1.1), r"gamma must lie in \[0, 1\]"),
+        (dict(map=""), r"map is empty"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GridWorldEnv(**kwargs)
+
+
+@pytest.mark.parametrize("env_id", ["mp/GridWorld-v0", "mp/CliffWalking-v0", "mp/FrozenLake8x8-v0", "mp/WindyGridWorld-v0", "mp/FourRooms-v0", "mp/Maze-v0"])
+def test_P_dict_agrees_with_the_model(env_id):
+    env = gym.make(env_id).unwrapped
+    mdp = env.mdp
+    P = mdp.dense_P()
+    np.testing.assert_allclose(P.sum(axis=2), 1.0)
+    for s in range(mdp.n_states):
+        for a in range(4):
+            row, reward = np.zeros(mdp.n_states), 0.0
+            for p, s2, r, _ in env.P[s][a]:
+                row[s2] += p
+                reward += p * r
+            np.testing.assert_allclose(row, P[s, a], atol=1e-12)
+            assert reward == pytest.approx(mdp.R[s, a])
+
+
+def test_frozenlake_model_equals_gymnasiums():
+    ours = gym.make("mp/FrozenLake8x8-v0").unwrapped.mdp
+    theirs = TabularMDP.from_gymnasium(gym.make("FrozenLake-v1", map_name="8x8"), gamma=ours.gamma)
+    np.testing.assert_allclose(ours.dense_P(), theirs.dense_P(), atol=1e-12)
+    np.testing.assert_allclose(ours.R, theirs.R, atol=1e-12)
+    np.testing.assert_array_equal(ours.terminal, theirs.terminal)
+
+
+def test_cliffwalking_model_equals_gymnasiums_up_to_action_order():
+    ours = gym.make("mp/CliffWalking-v0").unwrapped.mdp
+    theirs = TabularMDP.from_gymnasium(gym.make("CliffWalking-v1"), gamma=1.0)
+    to_ours = [UP, RIGHT, DOWN, LEFT]  # Gymnasium's CliffWalking: 0 up, 1 right, 2 down, 3 left
+    live = np.arange(36).tolist() + [36]  # cells the agent can stand on (cliff cells are absorbing here)
+    for gym_a, a in enumerate(to_ours):
+        np.testing.assert_allclose(ours.dense_P()[live, a], theirs.dense_P()[live, gym_a])
+        np.testing.assert_allclose(ours.R[live, a], theirs.R[live, gym_a])
+
+
+def test_slip_sends_the_agent_sideways_with_the_stated_probabilities():
+    env = GridWorldEnv(["...", ".S.", "..."], slip=0.3)
+    centre = 4
+    nxt, prob = env.mdp.transitions(centre, RIGHT)
+    probs = dict(zip(nxt.tolist(), prob.tolist()))
+    assert probs == pytest.approx({5: 0.7, 7: 0.15, 1: 0.15})  # right, down, up; never left
+    # the simulator draws from the same distribution
+    env.reset(seed=1)
+    counts = {1: 0, 5: 0, 7: 0}
+    n = 20000
+    for _ in range(n):
+        env.s = centre
+        s2, *_ = env.step(RIGHT)
+        counts[s2] += 1
+    for s2, p in probs.items():
+        assert abs(counts[s2] / n - p) < 4 * np.sqrt(p * (1 - p) / n)
+
+
+def test_wind_pushes_up_from_the_starting_column_and_stops_at_walls_and_edges():
+    env = GridWorldEnv(["0120", "....", "....", "....", "S..G"])
+    env.reset()
+    s, *_ = env.step(RIGHT)  # from column 0 (wind 0) to column 1, no push
+    assert divmod(s, 4) == (3, 1)
+    s, *_ = env.step(RIGHT)  # from column 1 (wind 1): lands in column 2, pushed up 1
+    assert divmod(s, 4) == (2, 2)
+    s, *_ = env.step(DOWN)  # from column 2 (wind 2): down 1, up 2
+    assert divmod(s, 4) == (1, 2)
+    s, *_ = env.step(UP)  # from column 2 (wind 2): up 1 then 2 more, capped by the top edge
+    assert divmod(s, 4) == (0, 2)
+    walled = GridWorldEnv(["#...", "....", "S2.G"])
+    walled.reset()
+    s, *_ = walled.step(RIGHT)  # column 0 has no wind
+    s, *_ = walled.step(LEFT)  # from the wind-2 cell: left to column 0, pushed up once, stopped by '#'
+    assert divmod(s, 4) == (1, 0)
+
+
+def test_windy_gridworld_optimal_path_is_15_steps():
+    """Sutton & Barto, Example 6.5: the optimal episode takes 15 steps."""
+    from agents.tabular.dp import value_iteration
+
+    env = gym.make("mp/WindyGridWorld-v0").unwrapped
+    solution = value_iteration(env.mdp)
+    assert solution.V[env.starts[0]] == pytest.approx(-15.0)
+
+
+def test_cliff_costs_100_and_sends_back_to_start_without_ending():
+    env = gym.make("mp/CliffWalking-v0")
+    start, _ = env.reset(seed=0)
+    s, r, terminated, truncated, _ = env.step(RIGHT)
+    assert (s, r, terminated, truncated) == (start, -100.0, False, False)
+    s, r, terminated, _, _ = env.step(UP)
+    assert r == -1.0 and not terminated
+
+
+def test_goal_and_hole_end_the_episode_with_their_rewards():
+    env = GridWorldEnv(["SHG"], goal_reward=5.0, hole_reward=-3.0, step_reward=-1.0)
+    env.reset()
+    assert env.step(RIGHT)[1:3] == (-3.0, True)
+    env2 = GridWorldEnv(["S.G"], goal_reward=5.0, step_reward=-1.0)
+    env2.reset()
+    assert env2.step(RIGHT)[1:3] == (-1.0, False)
+    assert env2.step(RIGHT)[1:3] == (5.0, True)
+
+
+def test_observation_types():
+    for obs_type in ["index", "onehot", "coords", "rgb"]:
+        env = gym.make("mp/GridWorld-v0", obs_type=obs_type)
+        obs, _ = env.reset(seed=0)
+        assert env.observation_space.contains(obs)
+        obs, *_ = env.step(RIGHT)
+        assert env.observation_space.contains(obs)
+        s = env.unwrapped.s
+        if obs_type == "onehot":
+            assert obs.argmax() == s and obs.sum() == 1
+        elif obs_type == "coords":
+            np.testing.assert_array_equal(obs, divmod(s, env.unwrapped.ncol))
+        elif obs_type == "rgb":
+            k = env.unwrapped.cell_size
+            r, c = divmod(s, env.unwrapped.ncol)
+            assert obs.dtype == np.uint8 and obs.shape == (5 * k, 6 * k, 3)
+            centre = obs[r * k + k // 2, c * k + k // 2]
+            np.testing.assert_array_equal(centre, [222, 40, 40])  # the agent's colour
+
+
+def test_rendering():
+    env = gym.make("mp/FourRooms-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    text_env = gym.make("mp/CliffWalking-v0", render_mode="ansi")
+    text_env.reset(seed=0)
+    text_env.step(UP)
+    text = text_env.render()
+    assert "(up)" in text and text.count("@") == 1 and "C" in text
+
+
+@pytest.mark.parametrize("action", [4, -1, 1.5, "left", None])
+def test_actions_out_of_range_are_rejected(action):
+    env = GridWorldEnv(["S.G"])
+    env.reset()
+    with pytest.raises(ValueError, match=r"action must be an integer in \[0, 4\)"):
+        env.step(action)
+
+
+def test_same_seed_same_trajectory():
+    def run(seed):
+        env = gym.make("mp/FrozenLake8x8-v0")
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+        return [env.step(env.action_space.sample())[0] for _ in range(150)]
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_several_starts_give_a_uniform_start_distribution():
+    env = GridWorldEnv(["S.S", "..G"])
+    np.testing.assert_allclose(env.mdp.initial[[0, 2]], 0.5)
+    starts = {env.reset(seed=i)[0] for i in range(30)}
+    assert starts == {0, 2}
+
+
+def test_maze_is_seeded_connected_and_sized():
+    big = generate_maze(100, seed=0)
+    assert len(big) == 100 and all(len(r) == 100 for r in big)
+    assert generate_maze(21, seed=5) == generate_maze(21, seed=5)
+    assert generate_maze(21, seed=5) != generate_maze(21, seed=6)
+    env = gym.make("mp/Maze-v0", size=100).unwrapped
+    assert env.mdp.n_states == 10_000
+    # every free cell reaches the goal: breadth-first search over the model's edges
+    P = env.mdp.P
+    free = np.flatnonzero(~env.mdp.terminal)
+    goal = int(np.flatnonzero(env.grid.cells.ravel() == "G")[0])
+    reached = {goal}
+    frontier = [goal]
+    pred = {}
+    rows, cols = P.nonzero()
+    for r, c in zip(rows // 4, cols):
+        pred.setdefault(int(c), set()).add(int(r))
+    while frontier:
+        nxt = [p for s in frontier for p in pred.get(s, ()) if p not in reached]
+        reached.update(nxt)
+        frontier = nxt
+    assert set(free.tolist()) <= reached
+    with pytest.raises(ValueError, match="size must be an integer >= 5"):
+        generate_maze(3)
+
+
+def test_action_deltas_match_the_names():
+    env = GridWorldEnv(["...", ".S.", "..."])
+    for a, (dr, dc) in enumerate(ACTION_DELTAS):
+        env.reset()
+        s, *_ = env.step(a)
+        assert divmod(s, 3) == (1 + dr, 1 + dc)
