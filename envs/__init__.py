@@ -4,8 +4,8 @@ Importing ``envs`` registers the ``mp/`` ids (see :data:`envs.registration.ENVIR
 external code can call ``gym.make("envs:mp/CliffWalking-v0")``.
 """
 
-from envs.gridworld import ACTION_DELTAS, ACTION_NAMES, GridWorldEnv
 from envs.grid_map import GridMap, builtin_maps, load_map
+from envs.gridworld import ACTION_DELTAS, ACTION_NAMES, GridWorldEnv
 from envs.maze import MazeEnv, generate_maze
 from envs.mdp import TabularMDP
 from envs.registration import ENVIRONMENTS, make_env, parse_env_kwargs, register_envs

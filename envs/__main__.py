@@ -44,7 +44,7 @@ def describe(env_id: str) -> dict[str, object]:
         "observation_space": str(env.observation_space),
         "action_space": str(env.action_space),
         "max_episode_steps": env.spec.max_episode_steps if env.spec else None,
-        "states": getattr(env.unwrapped, "mdp").n_states if hasattr(env.unwrapped, "mdp") else None,
+        "states": env.unwrapped.mdp.n_states if hasattr(env.unwrapped, "mdp") else None,
     }
     env.close()
     return info

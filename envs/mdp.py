@@ -225,7 +225,7 @@ class TabularMDP:
         pymdptoolbox has no terminal states, so they become absorbing self-loops with zero reward,
         which has the same value function.
         """
-        S, A = self.n_states, self.n_actions
+        A = self.n_actions
         P = self.P.tocsr(copy=True)
         R = self.R.copy()
         if self.terminal.any():

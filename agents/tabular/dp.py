@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from agents.tabular.policies import policy_matrix
 from envs.mdp import TabularMDP
 
 Evaluation = Literal["exact", "iterative"]
@@ -62,23 +63,6 @@ def live_model(mdp: TabularMDP) -> tuple[sp.csr_array, np.ndarray]:
     keep = (~mdp.terminal).astype(np.float64)
     P = sp.csr_array(sp.diags_array(np.tile(keep, A)) @ mdp.P[order])
     return P, np.ascontiguousarray((mdp.R * keep[:, None]).T)
-
-
-def policy_matrix(policy: np.ndarray, n_states: int, n_actions: int) -> np.ndarray:
-    """A deterministic ``[S]`` or stochastic ``[S, A]`` policy as ``[S, A]`` probabilities."""
-    policy = np.asarray(policy)
-    if policy.shape == (n_states,):
-        if not np.issubdtype(policy.dtype, np.integer) or policy.min() < 0 or policy.max() >= n_actions:
-            raise ValueError(f"a deterministic policy must hold integer actions in [0, {n_actions}), got {policy.dtype} values")
-        out = np.zeros((n_states, n_actions))
-        out[np.arange(n_states), policy] = 1.0
-        return out
-    if policy.shape == (n_states, n_actions):
-        policy = policy.astype(np.float64)
-        if np.any(policy < 0) or not np.allclose(policy.sum(axis=1), 1.0, atol=1e-8):
-            raise ValueError("a stochastic policy [S, A] must hold probabilities: non-negative rows summing to 1")
-        return policy
-    raise ValueError(f"policy must have shape [S] = ({n_states},) or [S, A] = ({n_states}, {n_actions}), got {policy.shape}")
 
 
 # ---------------------------------------------------------------------- solvers

@@ -9,9 +9,9 @@ from agents.tabular.dp import (
     live_model,
     policy_evaluation,
     policy_iteration,
-    policy_matrix,
     value_iteration,
 )
+from agents.tabular.policies import policy_matrix
 from envs import ENVIRONMENTS, TabularMDP
 
 IDS = list(ENVIRONMENTS)
@@ -139,9 +139,9 @@ def test_improper_policy_with_gamma_one_is_a_clear_error():
 @pytest.mark.parametrize(
     "policy, message",
     [
-        (np.full(30, 7), r"integer actions in \[0, 4\)"),
-        (np.full((30, 4), 0.5), "non-negative rows summing to 1"),
-        (np.zeros(29, dtype=int), r"policy must have shape \[S\]"),
+        (np.full(30, 7), r"policy holds action 7, but there are only 4 actions"),
+        (np.full((30, 4), 0.5), "rows must be probability distributions"),
+        (np.zeros(29, dtype=int), r"policy has shape \(29,\), but the environment needs \(30,\)"),
     ],
 )
 def test_bad_policies_are_rejected(policy, message):

@@ -118,3 +118,21 @@ def test_with_gamma_shares_arrays():
     assert other.gamma == 0.5 and mdp.gamma == 0.9 and other.P is mdp.P
     with pytest.raises(ValueError, match="gamma"):
         mdp.with_gamma(2.0)
+
+
+def test_atomic_path_replaces_whole_files_only(tmp_path):
+    import os
+
+    from envs.io import atomic_path, atomic_write_text
+
+    target = tmp_path / "out" / "result.txt"
+    atomic_write_text(target, "first")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "first"
+    assert [p.name for p in target.parent.iterdir()] == ["result.txt"]  # no temporary file left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -1,0 +1,47 @@
+"""``python -m agents solve | train | evaluate | demo`` (see ``--help`` of each)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import tyro
+
+from agents.commands import Evaluate, Solve, Train, evaluate_saved, solve, train
+
+
+def report(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({k: v for k, v in summary.items() if k != "out"}))
+        return
+    for key, value in summary.items():
+        if isinstance(value, list):
+            value = f"[{len(value)} values]"
+        elif isinstance(value, float):
+            value = f"{value:.6g}"
+        print(f"{key:>14}: {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agents.demo import Demo, run_demo
+
+    args = tyro.extras.subcommand_cli_from_dict(
+        {"solve": Solve, "train": Train, "evaluate": Evaluate, "demo": Demo}, args=argv, prog="python -m agents"
+    )
+    if isinstance(args, Solve):
+        report(solve(args), args.json)
+    elif isinstance(args, Train):
+        report(train(args), args.json)
+    elif isinstance(args, Evaluate):
+        report(evaluate_saved(args), args.json)
+    else:
+        run_demo(args)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ValueError as err:
+        sys.exit(f"error: {err}")
