@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
+import os
 from typing import Any
 
 import tyro
 
 from agents.commands import Evaluate, Solve, Train, evaluate_saved, solve, train
+from envs.cli import run_main
 
 
 def report(summary: dict[str, Any], as_json: bool) -> None:
@@ -26,6 +27,10 @@ def report(summary: dict[str, Any], as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     from agents.demo import Demo, run_demo
 
+    # Videos of Gymnasium's own toy-text envs go through pygame; the command line never opens a window.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
     args = tyro.extras.subcommand_cli_from_dict(
         {"solve": Solve, "train": Train, "evaluate": Evaluate, "demo": Demo}, args=argv, prog="python -m agents"
     )
@@ -41,7 +46,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+    run_main(main)

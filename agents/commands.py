@@ -74,6 +74,8 @@ class Train:
     """Monte Carlo: average every visit of a state instead of the first one."""
     policy: Path | None = None
     """Prediction agents: .npz holding a 'policy' array (a solution.npz from solve); default uniform random."""
+    max_episode_steps: int | None = None
+    """Time limit of an episode; default: the id's own, or 1000 for ids without one."""
     option: tuple[str, ...] = ()
     """Environment keyword arguments as key=value."""
     video_episodes: int = 1
@@ -98,6 +100,8 @@ class Evaluate:
     """Seed of the first episode (episode i uses seed + i)."""
     video: Path | None = None
     """Write the first episodes to this MP4."""
+    max_episode_steps: int | None = None
+    """Time limit of an episode; default: the id's own, or 1000 for ids without one."""
     option: tuple[str, ...] = ()
     """Environment keyword arguments as key=value."""
     json: bool = False
@@ -105,6 +109,29 @@ class Evaluate:
 
 
 # ---------------------------------------------------------------------- helpers
+DEFAULT_TIME_LIMIT = 1000
+VIDEO_STEPS = 200  # frames are held in memory until written; a video shows at most this many steps per episode
+
+
+def task_env(args: Train | Evaluate, **extra: Any) -> gym.Env:
+    """The environment of a run, always with a time limit: a learned greedy policy can loop forever
+    in an id registered without one (Gymnasium's CliffWalking-v1)."""
+    env = make_env(args.env, **parse_env_kwargs(args.option), **extra)
+    limit = args.max_episode_steps or (env.spec.max_episode_steps if env.spec else None)
+    if args.max_episode_steps is not None and args.max_episode_steps < 1:
+        raise ValueError(f"max_episode_steps must be at least 1, got {args.max_episode_steps}")
+    if limit is None or args.max_episode_steps is not None:
+        env = gym.wrappers.TimeLimit(env, limit or DEFAULT_TIME_LIMIT)
+    return env
+
+
+def video_env(env: gym.Env) -> gym.Env:
+    """Our gridworlds draw the path walked so far on video frames."""
+    if hasattr(env.unwrapped, "trail"):
+        env.unwrapped.trail = True
+    return env
+
+
 def task_gamma(env: gym.Env, gamma: float | None) -> float:
     """The discount to use: the one asked for, else the environment's own, else 0.99."""
     return float(gamma if gamma is not None else getattr(env.unwrapped, "gamma", 0.99))
@@ -126,7 +153,7 @@ def write_value_picture(env: gym.Env, V: np.ndarray, policy: np.ndarray | None, 
     base = env.unwrapped
     if hasattr(base, "to_grid"):  # our gridworlds: walls and cliffs masked
         grid, shape = base.to_grid(V), base.shape
-    elif hasattr(base, "desc"):  # Gymnasium's FrozenLake (same action order as ours)
+    elif hasattr(base, "desc") and np.size(base.desc) == np.size(V):  # FrozenLake (our action order)
         shape = base.desc.shape
         grid = np.asarray(V, dtype=np.float64).reshape(shape)
     else:
@@ -174,11 +201,10 @@ def solve(args: Solve) -> dict[str, Any]:
 
 def build_agent(args: Train, gamma: float) -> TabularAgent:
     cls = AGENTS[args.agent]
-    monte_carlo = args.agent in ("mc", "mc-prediction")
-    alpha = parse_schedule(args.alpha) if args.alpha is not None else (None if monte_carlo else 0.1)
+    alpha = parse_schedule(args.alpha) if args.alpha is not None else cls.default_config().alpha
     config = TabularConfig(gamma=gamma, alpha=alpha, epsilon=parse_schedule(args.epsilon))
     kwargs: dict[str, Any] = {"config": config}
-    if monte_carlo:
+    if args.agent in ("mc", "mc-prediction"):
         kwargs["first_visit"] = not args.every_visit
     if args.agent in ("mc-prediction", "td0"):
         kwargs["policy"] = load_policy(args.policy) if args.policy is not None else None
@@ -190,8 +216,7 @@ def build_agent(args: Train, gamma: float) -> TabularAgent:
 def train(args: Train) -> dict[str, Any]:
     if args.episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {args.episodes}")
-    kwargs = parse_env_kwargs(args.option)
-    env = make_env(args.env, **kwargs)
+    env = task_env(args)
     agent = build_agent(args, task_gamma(env, args.gamma))
     start = time.perf_counter()
     log = agent.fit(env, args.episodes, seed=args.seed, progress=args.progress)
@@ -210,8 +235,8 @@ def train(args: Train) -> dict[str, Any]:
     write_value_picture(env, agent.value, agent.policy if agent.policy.ndim == 1 else None, out / "value.png",
                         f"{args.agent} on {args.env}: learned values and greedy path", greedy)
     if args.video_episodes > 0:
-        video_env = make_env(args.env, render_mode="rgb_array", **kwargs)
-        record_video(video_env, agent.act, out / "eval.mp4", episodes=args.video_episodes, seed=args.seed)
+        record_video(video_env(task_env(args, render_mode="rgb_array")), agent.act, out / "eval.mp4",
+                     episodes=args.video_episodes, seed=args.seed, max_steps=VIDEO_STEPS)
     recent = log.returns[-min(100, len(log.returns)):]
     return {"agent": args.agent, "env": args.env, "episodes": args.episodes, "mean_return": float(np.mean(recent)),
             "greedy_return": float(greedy.return_), "seconds": seconds, "out": str(out)}
@@ -221,8 +246,7 @@ def evaluate_saved(args: Evaluate) -> dict[str, Any]:
     if args.episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {args.episodes}")
     agent = TabularAgent.load(args.agent)
-    kwargs = parse_env_kwargs(args.option)
-    env = make_env(args.env, **kwargs)
+    env = task_env(args)
     n_states = getattr(env.observation_space, "n", None)
     if n_states != agent.Q.shape[0] or env.action_space.n != agent.Q.shape[1]:
         raise ValueError(
@@ -231,7 +255,7 @@ def evaluate_saved(args: Evaluate) -> dict[str, Any]:
         )
     returns = evaluate(env, agent.act, args.episodes, seed=args.seed)
     if args.video is not None:
-        video_env = make_env(args.env, render_mode="rgb_array", **kwargs)
-        record_video(video_env, agent.act, args.video, episodes=min(args.episodes, 3), seed=args.seed)
+        record_video(video_env(task_env(args, render_mode="rgb_array")), agent.act, args.video, episodes=min(args.episodes, 3),
+                     seed=args.seed, max_steps=VIDEO_STEPS)
     return {"env": args.env, "agent": str(args.agent), "episodes": args.episodes, "mean_return": float(returns.mean()),
             "std_return": float(returns.std()), "returns": returns.tolist()}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.commands import slug, write_value_picture
+from agents.commands import slug, video_env, write_value_picture
 from agents.plots import learning_curves, save_figure
 from agents.rollout import record_video, rollout
 from agents.tabular.base import TabularConfig
@@ -116,7 +116,8 @@ def cliff_section(out: Path, runs: int, episodes: int, progress: bool) -> dict[s
         summary[cls.name] = {"greedy_return": greedy.return_, "online_return_last_100": float(np.mean(np.array(returns)[:, -100:]))}
         write_value_picture(env, first.value, first.policy, folder / f"{cls.name}-values.png",
                             f"{cls.name}: max_a Q and greedy path (return {greedy.return_:g})", greedy)
-        record_video(make_env("mp/CliffWalking-v0", render_mode="rgb_array"), first.act, folder / f"{cls.name}.mp4", seed=0)
+        record_video(video_env(make_env("mp/CliffWalking-v0", render_mode="rgb_array")), first.act,
+                     folder / f"{cls.name}.mp4", seed=0)
         items += [
             {"kind": "image", "file": f"{cls.name}-values.png",
              "caption": f"{cls.name}, seed 0: learned values and the greedy path, return {greedy.return_:g}."},

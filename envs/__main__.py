@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +11,7 @@ import imageio.v3 as iio
 import tyro
 
 from envs import ENVIRONMENTS, make_env, parse_env_kwargs
+from envs.cli import run_main
 from envs.io import atomic_path
 
 
@@ -74,7 +74,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+    run_main(main)

@@ -67,7 +67,9 @@ class GridWorldEnv(gym.Env):
     ``map`` (rows, multi-line string, built-in name such as ``"cliff"``, or a ``.txt`` path),
     ``slip``, ``step_reward``, ``goal_reward``, ``hole_reward``, ``cliff_reward``, ``gamma``
     (the task's discount, stored in ``mdp``), ``obs_type``, ``render_mode`` (``"ansi"`` or
-    ``"rgb_array"``), ``cell_size`` (pixels per cell of ``"rgb"`` observations).
+    ``"rgb_array"``), ``cell_size`` (pixels per cell of ``"rgb"`` observations). Setting the
+    attribute ``env.unwrapped.trail = True`` marks the cells visited in the episode on rendered
+    frames (not on observations), which makes a path visible in a video.
 
     ## Version History
     * v0: initial release.
@@ -120,6 +122,8 @@ class GridWorldEnv(gym.Env):
         self.observation_space = self._make_observation_space()
         self.s = int(self.starts[0])
         self.lastaction: int | None = None
+        self.trail = False
+        self._visited: list[int] = []
         self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ model views
@@ -148,6 +152,7 @@ class GridWorldEnv(gym.Env):
         else:
             self.s = int(self.starts[self.np_random.integers(self.starts.size)])
         self.lastaction = None
+        self._visited = []
         return self._observe(), {"prob": 1.0}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
@@ -164,6 +169,8 @@ class GridWorldEnv(gym.Env):
             for outcome in outcomes:  # noqa: B007 - the last one is kept if u rounds past the total
                 if u < outcome[0]:
                     break
+        if self.trail:
+            self._visited.append(self.s)
         _, prob, self.s, reward, terminated = outcome
         self.lastaction = a
         return self._observe(), reward, terminated, False, {"prob": prob}
@@ -174,7 +181,8 @@ class GridWorldEnv(gym.Env):
             return None
         if self.render_mode == "ansi":
             return self._render_text()
-        return self._image(render_cell_size(self.shape))
+        trail = [divmod(s, self.ncol) for s in self._visited] if self.trail else None
+        return self._image(render_cell_size(self.shape), trail)
 
     # ------------------------------------------------------------------ helpers
     def _make_observation_space(self) -> spaces.Space:
@@ -198,11 +206,11 @@ class GridWorldEnv(gym.Env):
             return np.array(divmod(self.s, self.ncol), np.float32)
         return self._image(self.cell_size)
 
-    def _image(self, cell: int) -> np.ndarray:
+    def _image(self, cell: int, trail: list[tuple[int, int]] | None = None) -> np.ndarray:
         if cell not in self._frames:
             self._frames[cell] = (draw_background(self.grid, cell), disk(cell))
         background, mask = self._frames[cell]
-        return stamp_agent(background, mask, *divmod(self.s, self.ncol))
+        return stamp_agent(background, mask, *divmod(self.s, self.ncol), trail)
 
     def _render_text(self) -> str:
         rows = [list(r) for r in self.grid.rows()]

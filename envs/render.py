@@ -40,10 +40,21 @@ def disk(cell: int) -> np.ndarray:
     return (yy - centre) ** 2 + (xx - centre) ** 2 <= radius**2
 
 
-def stamp_agent(background: np.ndarray, mask: np.ndarray, row: int, col: int) -> np.ndarray:
-    """A copy of ``background`` with the agent drawn in cell ``(row, col)``."""
+TRAIL = np.array([235, 150, 60], dtype=np.uint8)
+
+
+def stamp_agent(background: np.ndarray, mask: np.ndarray, row: int, col: int,
+                trail: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """A copy of ``background`` with the agent drawn in cell ``(row, col)``, and a small dot in each
+    cell of ``trail`` (the cells visited earlier in the episode)."""
     cell = mask.shape[0]
     image = background.copy()
+    if trail:
+        dot = np.zeros_like(mask)
+        k = max(cell // 3, 1)
+        dot[(cell - k) // 2 : (cell + k) // 2 + 1, (cell - k) // 2 : (cell + k) // 2 + 1] = True
+        for r, c in trail:
+            image[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell][dot] = TRAIL
     patch = image[row * cell : (row + 1) * cell, col * cell : (col + 1) * cell]
     patch[mask] = AGENT
     return image

@@ -95,6 +95,16 @@ def test_evaluate_a_saved_agent_and_reject_a_truncated_file(capsys, tmp_path):
     assert wrong_env.returncode != 0 and "has tables for 48 states" in wrong_env.stderr
 
 
+def test_gymnasium_ids_without_a_time_limit_still_end(capsys, tmp_path):
+    """Gymnasium's CliffWalking-v1 has no time limit; a half-trained greedy policy may walk into a wall forever."""
+    result = run_json(capsys, ["train", "--env", "CliffWalking-v1", "--episodes", "5", "--seed", "0", "--json",
+                               "--no-progress", "--max-episode-steps", "60", "--out", str(tmp_path)])
+    assert -60 * 100 <= result["greedy_return"] < 0
+    assert (tmp_path / "eval.mp4").stat().st_size > 0
+    taxi = run_json(capsys, ["solve", "--env", "Taxi-v4", "--json", "--out", str(tmp_path / "taxi")])
+    assert len(taxi["V"]) == 500 and max(taxi["V"]) > 0  # not a grid: no heatmap, but a solution
+
+
 def test_bad_arguments_are_clear_errors(tmp_path):
     for argv, message in [
         (["train", "--env", "mp/CliffWalking-v0", "--epsilon", "sometimes"], "sometimes"),

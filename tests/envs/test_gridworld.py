@@ -226,3 +226,22 @@ def test_action_deltas_match_the_names():
         env.reset()
         s, *_ = env.step(a)
         assert divmod(s, 3) == (1 + dr, 1 + dc)
+
+
+def test_trail_marks_visited_cells_on_rendered_frames_only():
+    env = GridWorldEnv(["S...G"], render_mode="rgb_array", obs_type="rgb")
+    env.trail = True
+    env.reset()
+    env.step(RIGHT)
+    obs, *_ = env.step(RIGHT)
+    frame = env.render()
+    cell = frame.shape[0]
+    from envs.render import TRAIL
+
+    centre = lambda image, col, k: image[k // 2, col * k + k // 2]  # noqa: E731
+    for col in (0, 1):  # visited before
+        np.testing.assert_array_equal(centre(frame, col, cell), TRAIL)
+    assert not np.array_equal(centre(frame, 3, cell), TRAIL)  # not visited
+    assert not np.array_equal(centre(obs, 0, env.cell_size), TRAIL)  # observations stay clean
+    env.reset()
+    assert not np.array_equal(centre(env.render(), 0, cell), TRAIL)  # a new episode starts clean
