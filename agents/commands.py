@@ -4,8 +4,11 @@ return the summary that ``--json`` prints. The argument dataclasses here generat
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +27,8 @@ from envs import ACTION_DELTAS, TabularMDP, make_env, parse_env_kwargs
 from envs.io import atomic_path, atomic_write_text
 
 Method = Literal["value-iteration", "policy-iteration"]
-AgentName = Literal["mc", "mc-prediction", "td0", "sarsa", "q-learning"]
+AgentName = Literal["mc", "mc-prediction", "td0", "sarsa", "q-learning", "dqn", "reinforce", "actor-critic"]
+DEEP = ("dqn", "reinforce", "actor-critic")
 AGENTS: dict[str, type[TabularAgent]] = {
     "mc": MonteCarloControl, "mc-prediction": MonteCarloPrediction, "td0": TD0, "sarsa": SARSA, "q-learning": QLearning,
 }
@@ -57,9 +61,17 @@ class Train:
     env: str
     """Environment id with Discrete observations and actions, e.g. mp/CliffWalking-v0."""
     agent: AgentName = "q-learning"
-    """mc (on-policy MC control), mc-prediction, td0 (prediction), sarsa, q-learning."""
+    """Tabular: mc (on-policy MC control), mc-prediction, td0 (prediction), sarsa, q-learning. Deep: dqn, reinforce, actor-critic."""
     episodes: int = 500
-    """Number of training episodes."""
+    """Tabular agents: number of training episodes."""
+    steps: int = 50_000
+    """Deep agents: environment steps to train for."""
+    eval_every: int = 5_000
+    """Deep agents: environment steps between greedy evaluations and checkpoints."""
+    resume: Path | None = None
+    """Deep agents: continue the run in this folder from its checkpoint.pt (same seed, same curve)."""
+    tensorboard: bool = False
+    """Deep agents: also log to <out>/tensorboard."""
     seed: int = 0
     """Seed of the environment and the agent; same seed, same run."""
     out: Path | None = None
@@ -83,7 +95,8 @@ class Train:
     progress: bool = True
     """Show a progress bar."""
     json: bool = False
-    """Print one JSON object {agent, env, episodes, mean_return, greedy_return, seconds}."""
+    """Print one JSON object: tabular {agent, env, episodes, mean_return, greedy_return, seconds};
+    deep {agent, env, steps, mean_return, std_return, episodes, seconds} from 20 greedy episodes."""
 
 
 @dataclass
@@ -93,7 +106,7 @@ class Evaluate:
     env: str
     """Environment id the agent was trained on."""
     agent: Path
-    """A saved agent, e.g. runs/q-learning/mp_CliffWalking-v0-seed0/agent.npz."""
+    """A saved agent: agent.npz (tabular) or checkpoint.pt (deep), e.g. runs/dqn/CartPole-v1-seed0/checkpoint.pt."""
     episodes: int = 10
     """Number of evaluation episodes."""
     seed: int = 0
@@ -214,6 +227,8 @@ def build_agent(args: Train, gamma: float) -> TabularAgent:
 
 
 def train(args: Train) -> dict[str, Any]:
+    if args.agent in DEEP:
+        return train_deep(args)
     if args.episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {args.episodes}")
     env = task_env(args)
@@ -245,6 +260,8 @@ def train(args: Train) -> dict[str, Any]:
 def evaluate_saved(args: Evaluate) -> dict[str, Any]:
     if args.episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {args.episodes}")
+    if args.agent.suffix == ".pt":
+        return evaluate_deep(args)
     agent = TabularAgent.load(args.agent)
     env = task_env(args)
     n_states = getattr(env.observation_space, "n", None)
@@ -257,5 +274,67 @@ def evaluate_saved(args: Evaluate) -> dict[str, Any]:
     if args.video is not None:
         record_video(video_env(task_env(args, render_mode="rgb_array")), agent.act, args.video, episodes=min(args.episodes, 3),
                      seed=args.seed, max_steps=VIDEO_STEPS)
+    return {"env": args.env, "agent": str(args.agent), "episodes": args.episodes, "mean_return": float(returns.mean()),
+            "std_return": float(returns.std()), "returns": returns.tolist()}
+
+
+# ---------------------------------------------------------------------- deep agents
+def build_deep_agent(name: str, make: Callable[[], gym.Env], config: dict[str, Any] | None, seed: int, steps: int) -> Any:
+    """A deep agent ``name`` with its config class filled from ``config`` (defaults where missing)."""
+    from agents.deep import AGENTS as DEEP_AGENTS
+
+    if name not in DEEP_AGENTS:
+        raise ValueError(f"unknown deep agent {name!r}; known: {', '.join(DEEP_AGENTS)}")
+    cls, config_cls = DEEP_AGENTS[name]
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in (config or {}).items() if k in fields}
+    kwargs: dict[str, Any] = {"total_steps": steps} if "total_steps" in inspect.signature(cls).parameters else {}
+    return cls(make, config_cls(**values), seed=seed, **kwargs)
+
+
+def train_deep(args: Train) -> dict[str, Any]:
+    from agents.deep import RunConfig
+    from agents.deep import train as run_loop
+
+    if args.steps < 1:
+        raise ValueError(f"steps must be at least 1, got {args.steps}")
+    out = args.resume or args.out or Path("runs") / args.agent / f"{slug(args.env)}-seed{args.seed}"
+    make = lambda: gym.wrappers.RecordEpisodeStatistics(task_env(args))  # noqa: E731
+    overrides = {"gamma": args.gamma} if args.gamma is not None else {}
+    agent = build_deep_agent(args.agent, make, overrides, args.seed, args.steps)
+    run = RunConfig(steps=args.steps, out=out, eval_every=args.eval_every, seed=args.seed, resume=args.resume is not None,
+                    tensorboard=args.tensorboard, progress=args.progress)
+    start = time.perf_counter()
+    result = run_loop(agent, lambda: task_env(args), run)
+    seconds = time.perf_counter() - start
+    curves = {"greedy evaluation": np.array([r["eval_mean"] for r in result.rows]),
+              "training episodes": np.array([r["train_return"] for r in result.rows])}
+    save_figure(learning_curves(curves, window=1, xlabel=f"evaluation (every {args.eval_every} steps)",
+                                title=f"{args.agent} on {args.env}"), out / "curve.png")
+    if args.video_episodes > 0:
+        try:
+            env = video_env(task_env(args, render_mode="rgb_array"))
+        except (ValueError, TypeError) as err:  # no rgb_array rendering: no video
+            print(f"note: no video ({err})")
+        else:
+            record_video(env, lambda o: agent.act(o), out / "eval.mp4", episodes=args.video_episodes, seed=args.seed,
+                         max_steps=VIDEO_STEPS)
+    return {"agent": args.agent, "env": args.env, "steps": agent.steps, "mean_return": result.mean_return,
+            "std_return": result.std_return, "episodes": result.episodes, "seconds": seconds, "out": str(out)}
+
+
+def evaluate_deep(args: Evaluate) -> dict[str, Any]:
+    from agents.deep.trainer import load_checkpoint
+
+    if not args.agent.is_file():
+        raise ValueError(f"checkpoint {args.agent} does not exist")
+    state = load_checkpoint(args.agent)["agent"]
+    agent = build_deep_agent(state["name"], lambda: gym.wrappers.RecordEpisodeStatistics(task_env(args)),
+                             state.get("config"), 0, int(state["steps"]))
+    agent.load_state_dict(state)
+    returns = evaluate(task_env(args), lambda o: agent.act(o), args.episodes, seed=args.seed)
+    if args.video is not None:
+        record_video(video_env(task_env(args, render_mode="rgb_array")), lambda o: agent.act(o), args.video,
+                     episodes=min(args.episodes, 3), seed=args.seed, max_steps=VIDEO_STEPS)
     return {"env": args.env, "agent": str(args.agent), "episodes": args.episodes, "mean_return": float(returns.mean()),
             "std_return": float(returns.std()), "returns": returns.tolist()}

@@ -4,7 +4,12 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import torch  # noqa: E402
+
 import envs  # noqa: E402,F401  (registers the mp/ ids)
+
+# Small networks train faster on one thread, and pytest-xdist already runs one worker per core.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -1,0 +1,146 @@
+"""The one training loop of the deep agents: iterate, evaluate every ``eval_every`` steps, log,
+checkpoint atomically, resume, and stop cleanly on a NaN loss.
+
+Run folder:
+  ``metrics.csv``   step, episodes, train_return (mean of the episodes finished since the last row),
+                    eval_mean, eval_std, and the mean of each loss
+  ``checkpoint.pt`` the agent (networks, optimizers, random generators, replay buffer) and the loop
+  ``tensorboard/``  the same scalars, with ``tensorboard=True``
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from agents.deep.base import DeepAgent
+from agents.rollout import evaluate
+from envs.io import atomic_path, atomic_write_text
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingDiverged(ValueError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class RunConfig:
+    """How long to train and how to watch it."""
+
+    steps: int
+    """Environment steps to train for (in total, also when resuming)."""
+    out: Path
+    """Run folder."""
+    eval_every: int = 5_000
+    """Environment steps between evaluations (and checkpoints)."""
+    eval_episodes: int = 10
+    """Greedy episodes per evaluation."""
+    final_episodes: int = 20
+    """Greedy episodes of the final evaluation."""
+    seed: int = 0
+    """Seed of the evaluation episodes (the agent has its own)."""
+    resume: bool = False
+    """Continue from ``out/checkpoint.pt`` if it exists."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars to ``out/tensorboard``."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+class RunResult(NamedTuple):
+    """The final greedy evaluation and the logged rows."""
+
+    mean_return: float
+    std_return: float
+    episodes: int  # training episodes finished
+    rows: list[dict[str, float]]
+
+
+def save_checkpoint(path: Path, agent: DeepAgent, loop: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"agent": agent.state_dict(), "loop": loop}, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, weights_only=False)
+    except (OSError, EOFError, RuntimeError, ValueError) as err:
+        raise ValueError(f"checkpoint {path} cannot be read (truncated or not a checkpoint): {err}") from err
+
+
+def _csv(rows: list[dict[str, float]]) -> str:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig) -> RunResult:
+    """Train ``agent`` for ``run.steps`` environment steps; see the module docstring for the outputs."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = run.out / CHECKPOINT
+    loop: dict[str, Any] = {"rows": [], "episodes": 0, "next_eval": run.eval_every}
+    if run.resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        agent.load_state_dict(state["agent"])
+        loop = state["loop"]
+    writer = None
+    if run.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run.out / "tensorboard"))
+    eval_env = make_eval_env()
+    recent: list[float] = []
+    losses: dict[str, list[float]] = {}
+    bar = tqdm(total=run.steps, initial=agent.steps, desc=agent.name, unit="step", disable=not run.progress)
+    start = time.perf_counter()
+    while agent.steps < run.steps:
+        result = agent.iterate()
+        for key, value in result.losses.items():
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"{agent.name}: loss {key!r} became {value} at step {agent.steps}; stopped. "
+                    f"The last good checkpoint is {checkpoint if checkpoint.exists() else 'not written yet'}."
+                )
+            losses.setdefault(key, []).append(value)
+        recent += [r for r, _ in result.episodes]
+        loop["episodes"] += len(result.episodes)
+        bar.update(result.steps)
+        if agent.steps >= loop["next_eval"] or agent.steps >= run.steps:
+            returns = evaluate(eval_env, lambda o: agent.act(o, deterministic=True), run.eval_episodes,
+                               seed=run.seed + 10_000 + agent.steps)
+            row = {"step": agent.steps, "episodes": loop["episodes"],
+                   "train_return": float(np.mean(recent)) if recent else float("nan"),
+                   "eval_mean": float(returns.mean()), "eval_std": float(returns.std()),
+                   "seconds": time.perf_counter() - start}
+            row.update({k: float(np.mean(v)) for k, v in losses.items()})
+            loop["rows"].append(row)
+            loop["next_eval"] = agent.steps + run.eval_every
+            recent, losses = [], {}
+            atomic_write_text(run.out / "metrics.csv", _csv(loop["rows"]))
+            save_checkpoint(checkpoint, agent, loop)
+            if writer is not None:
+                for key, value in row.items():
+                    if key != "step":
+                        writer.add_scalar(key, value, agent.steps)
+            bar.set_postfix(eval=f"{row['eval_mean']:.1f}", train=f"{row['train_return']:.1f}")
+    bar.close()
+    if writer is not None:
+        writer.close()
+    final = evaluate(eval_env, lambda o: agent.act(o, deterministic=True), run.final_episodes, seed=run.seed + 1)
+    return RunResult(float(final.mean()), float(final.std()), int(loop["episodes"]), loop["rows"])
