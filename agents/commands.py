@@ -96,7 +96,8 @@ class Train:
     """Show a progress bar."""
     json: bool = False
     """Print one JSON object: tabular {agent, env, episodes, mean_return, greedy_return, seconds};
-    deep {agent, env, steps, mean_return, std_return, episodes, seconds} from 20 greedy episodes."""
+    deep {agent, env, steps, mean_return, std_return, episodes, seconds, best_step, last_mean_return}: 20 greedy
+    episodes of the best-evaluated weights (best.pt, from step best_step) and of the last weights."""
 
 
 @dataclass
@@ -319,8 +320,9 @@ def train_deep(args: Train) -> dict[str, Any]:
         else:
             record_video(env, lambda o: agent.act(o), out / "eval.mp4", episodes=args.video_episodes, seed=args.seed,
                          max_steps=VIDEO_STEPS)
-    return {"agent": args.agent, "env": args.env, "steps": agent.steps, "mean_return": result.mean_return,
-            "std_return": result.std_return, "episodes": result.episodes, "seconds": seconds, "out": str(out)}
+    return {"agent": args.agent, "env": args.env, "steps": args.steps, "mean_return": result.mean_return,
+            "std_return": result.std_return, "episodes": result.episodes, "seconds": seconds,
+            "best_step": result.best_step, "last_mean_return": result.last_mean_return, "out": str(out)}
 
 
 def evaluate_deep(args: Evaluate) -> dict[str, Any]:

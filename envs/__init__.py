@@ -8,11 +8,12 @@ from envs.grid_map import GridMap, builtin_maps, load_map
 from envs.gridworld import ACTION_DELTAS, ACTION_NAMES, GridWorldEnv
 from envs.maze import MazeEnv, generate_maze
 from envs.mdp import TabularMDP
-from envs.registration import ENVIRONMENTS, make_env, parse_env_kwargs, register_envs
+from envs.registration import ENVIRONMENTS, all_environments, make_env, parse_env_kwargs, register_envs
 
 register_envs()
 
 __all__ = [
     "ACTION_DELTAS", "ACTION_NAMES", "ENVIRONMENTS", "GridMap", "GridWorldEnv", "MazeEnv",
-    "TabularMDP", "builtin_maps", "generate_maze", "load_map", "make_env", "parse_env_kwargs", "register_envs",
+    "TabularMDP", "all_environments", "builtin_maps", "generate_maze", "load_map", "make_env", "parse_env_kwargs",
+    "register_envs",
 ]

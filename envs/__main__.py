@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import gymnasium as gym
 import imageio.v3 as iio
 import tyro
 
-from envs import ENVIRONMENTS, make_env, parse_env_kwargs
+from envs import make_env, parse_env_kwargs
 from envs.cli import run_main
 from envs.io import atomic_path
+from envs.registration import all_environments
 
 
 @dataclass
@@ -37,12 +39,19 @@ class Show:
     """Seed of the reset."""
 
 
+def short(space: object) -> str:
+    """``Box(2,) float32`` rather than the full bounds."""
+    if isinstance(space, gym.spaces.Box):
+        return f"Box{space.shape} {space.dtype}"
+    return str(space)
+
+
 def describe(env_id: str) -> dict[str, object]:
     env = make_env(env_id)
     info = {
         "id": env_id,
-        "observation_space": str(env.observation_space),
-        "action_space": str(env.action_space),
+        "observation_space": short(env.observation_space),
+        "action_space": short(env.action_space),
         "max_episode_steps": env.spec.max_episode_steps if env.spec else None,
         "states": env.unwrapped.mdp.n_states if hasattr(env.unwrapped, "mdp") else None,
     }
@@ -53,14 +62,15 @@ def describe(env_id: str) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     args = tyro.extras.subcommand_cli_from_dict({"list": List, "show": Show}, args=argv, prog="python -m envs")
     if isinstance(args, List):
-        rows = [describe(env_id) for env_id in ENVIRONMENTS]
+        rows = [describe(env_id) for env_id in all_environments()]
         if args.json:
             for row in rows:
                 print(json.dumps(row))
         else:
-            print(f"{'id':<22} {'states':>6}  {'steps':>5}  {'actions':<12} observation")
+            print(f"{'id':<22} {'states':>6}  {'steps':>5}  {'actions':<19} observation")
             for r in rows:
-                print(f"{r['id']:<22} {r['states']:>6}  {r['max_episode_steps']:>5}  {r['action_space']:<12} {r['observation_space']}")
+                states = "-" if r["states"] is None else r["states"]
+                print(f"{r['id']:<22} {states:>6}  {r['max_episode_steps']:>5}  {r['action_space']:<19} {r['observation_space']}")
         return 0
     env = make_env(args.env, render_mode="rgb_array", **parse_env_kwargs(args.option))
     env.reset(seed=args.seed)

@@ -1,4 +1,5 @@
-"""The ``mp/`` ids, registered when ``envs`` is imported."""
+"""The ``mp/`` ids, registered when ``envs`` is imported: the gridworlds below and the PyBullet
+scenes of :mod:`envs.bullet`."""
 
 from __future__ import annotations
 
@@ -21,9 +22,16 @@ ENVIRONMENTS: dict[str, tuple[str, int, dict[str, Any]]] = {
 }
 
 
+def all_environments() -> dict[str, tuple[str, int, dict[str, Any]]]:
+    """Every ``mp/`` id: the gridworlds of :data:`ENVIRONMENTS` and the PyBullet scenes."""
+    from envs.bullet import BULLET_ENVIRONMENTS
+
+    return {**ENVIRONMENTS, **BULLET_ENVIRONMENTS}
+
+
 def register_envs() -> None:
-    """Register every id in :data:`ENVIRONMENTS` (idempotent)."""
-    for env_id, (entry_point, steps, kwargs) in ENVIRONMENTS.items():
+    """Register every id of :func:`all_environments` (idempotent; PyBullet loads only when one is made)."""
+    for env_id, (entry_point, steps, kwargs) in all_environments().items():
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=entry_point, max_episode_steps=steps, kwargs=kwargs)
 
@@ -50,5 +58,5 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.Error as err:  # NameNotFound, VersionNotFound, DeprecatedEnv, ...
-        ours = ", ".join(ENVIRONMENTS)
+        ours = ", ".join(all_environments())
         raise ValueError(f"cannot make environment {env_id!r}: {err} (this package registers: {ours})") from err

@@ -5,6 +5,7 @@ Run folder:
   ``metrics.csv``   step, episodes, train_return (mean of the episodes finished since the last row),
                     eval_mean, eval_std, and the mean of each loss
   ``checkpoint.pt`` the agent (networks, optimizers, random generators, replay buffer) and the loop
+  ``best.pt``       the agent at its best periodic evaluation (as Stable-Baselines3's EvalCallback)
   ``tensorboard/``  the same scalars, with ``tensorboard=True``
 """
 
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from agents.rollout import evaluate
 from envs.io import atomic_path, atomic_write_text
 
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
 
 
 class TrainingDiverged(ValueError):
@@ -56,15 +58,19 @@ class RunConfig:
     """Also write TensorBoard scalars to ``out/tensorboard``."""
     progress: bool = True
     """Show a progress bar."""
+    final: Literal["best", "last"] = "best"
+    """Weights scored by the final evaluation: those of the best periodic evaluation, or the last ones."""
 
 
 class RunResult(NamedTuple):
     """The final greedy evaluation and the logged rows."""
 
-    mean_return: float
+    mean_return: float  # final evaluation of the weights chosen by RunConfig.final
     std_return: float
     episodes: int  # training episodes finished
     rows: list[dict[str, float]]
+    last_mean_return: float  # final evaluation of the last weights
+    best_step: int  # step of the best periodic evaluation
 
 
 def save_checkpoint(path: Path, agent: DeepAgent, loop: dict[str, Any]) -> None:
@@ -94,7 +100,7 @@ def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig) ->
     """Train ``agent`` for ``run.steps`` environment steps; see the module docstring for the outputs."""
     run.out.mkdir(parents=True, exist_ok=True)
     checkpoint = run.out / CHECKPOINT
-    loop: dict[str, Any] = {"rows": [], "episodes": 0, "next_eval": run.eval_every}
+    loop: dict[str, Any] = {"rows": [], "episodes": 0, "next_eval": run.eval_every, "best": -math.inf, "best_step": 0}
     if run.resume and checkpoint.exists():
         state = load_checkpoint(checkpoint)
         agent.load_state_dict(state["agent"])
@@ -133,6 +139,9 @@ def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig) ->
             loop["next_eval"] = agent.steps + run.eval_every
             recent, losses = [], {}
             atomic_write_text(run.out / "metrics.csv", _csv(loop["rows"]))
+            if row["eval_mean"] >= loop["best"]:  # ties go to the later, longer-trained weights
+                loop["best"], loop["best_step"] = row["eval_mean"], agent.steps
+                save_checkpoint(run.out / BEST, agent, loop)
             save_checkpoint(checkpoint, agent, loop)
             if writer is not None:
                 for key, value in row.items():
@@ -142,5 +151,13 @@ def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig) ->
     bar.close()
     if writer is not None:
         writer.close()
-    final = evaluate(eval_env, lambda o: agent.act(o, deterministic=True), run.final_episodes, seed=run.seed + 1)
-    return RunResult(float(final.mean()), float(final.std()), int(loop["episodes"]), loop["rows"])
+    def final_evaluation() -> np.ndarray:
+        return evaluate(eval_env, lambda o: agent.act(o, deterministic=True), run.final_episodes, seed=run.seed + 1)
+
+    last = final_evaluation()
+    chosen = last
+    if run.final == "best" and loop["best_step"] and loop["best_step"] != agent.steps:
+        agent.load_state_dict(load_checkpoint(run.out / BEST)["agent"])
+        chosen = final_evaluation()
+    return RunResult(float(chosen.mean()), float(chosen.std()), int(loop["episodes"]), loop["rows"],
+                     float(last.mean()), int(loop["best_step"]))

@@ -48,8 +48,10 @@ def test_stable_baselines3_dqn_trains_on_fourrooms():
 def test_envs_command_line(tmp_path):
     listing = subprocess.run([sys.executable, "-m", "envs", "list", "--json"], capture_output=True, text=True, check=True)
     rows = [json.loads(line) for line in listing.stdout.splitlines()]
-    assert [r["id"] for r in rows] == list(ENVIRONMENTS)
-    assert rows[1]["states"] == 48
+    assert [r["id"] for r in rows] == [*ENVIRONMENTS, "mp/BulletCartPole-v0", "mp/BulletReacher-v0"]
+    assert rows[1]["states"] == 48 and rows[-1]["states"] is None
+    table = subprocess.run([sys.executable, "-m", "envs", "list"], capture_output=True, text=True, check=True)
+    assert "mp/BulletReacher-v0" in table.stdout
     out = tmp_path / "maze.png"
     subprocess.run([sys.executable, "-m", "envs", "show", "mp/Maze-v0", "--option", "size=21", "--out", str(out)],
                    capture_output=True, text=True, check=True)

@@ -180,3 +180,13 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
     assert state["agent"]["steps"] == 1000  # written at the last evaluation before the NaN
     assert all(torch.isfinite(p).all() for p in state["agent"]["modules"]["q"].values())
+
+
+def test_final_evaluation_scores_the_best_weights_and_reports_the_last(tmp_path):
+    result = run(tmp_path, 2000)
+    best_row = max(result.rows, key=lambda r: (r["eval_mean"], r["step"]))
+    assert result.best_step == best_row["step"] and (tmp_path / "best.pt").exists()
+    saved = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert saved["agent"]["steps"] == result.best_step
+    if result.best_step == 2000:  # the last weights are the best: one and the same evaluation
+        assert result.mean_return == result.last_mean_return
