@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.commands import slug, video_env, write_value_picture
+from agents.commands import VIDEO_STEPS, slug, video_env, write_value_picture
 from agents.plots import learning_curves, save_figure
 from agents.rollout import record_video, rollout
 from agents.tabular.base import TabularConfig
@@ -39,6 +39,10 @@ class Demo:
     """Training episodes per run."""
     progress: bool = True
     """Show progress bars."""
+    deep: bool = True
+    """Include the deep reinforcement learning section (about three minutes on two cores)."""
+    dqn_steps: int = 50_000
+    """Environment steps of DQN on CartPole-v1 in the deep section."""
 
 
 def write_section(folder: Path, order: int, title: str, text: str, items: list[dict[str, str]]) -> None:
@@ -136,11 +140,45 @@ def cliff_section(out: Path, runs: int, episodes: int, progress: bool) -> dict[s
     return summary
 
 
+def deep_section(out: Path, dqn_steps: int, progress: bool) -> dict[str, Any]:
+    """DQN on CartPole-v1 (notes §11.3): learning curve and a greedy episode of the best weights."""
+    import gymnasium as gym
+    import torch
+
+    from agents.deep import DQN, DQNConfig, RunConfig, train
+
+    torch.set_num_threads(1)  # small networks: one thread is faster than two competing ones
+    folder = out / "deep-rl"
+    make = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))  # noqa: E731
+    agent = DQN(make, DQNConfig(), seed=0, total_steps=dqn_steps)
+    result = train(agent, lambda: gym.make("CartPole-v1"),
+                   RunConfig(steps=dqn_steps, out=folder / "dqn-cartpole", eval_every=2_500, progress=progress))
+    curves = {"greedy evaluation (10 episodes)": np.array([r["eval_mean"] for r in result.rows]),
+              "training episodes (epsilon-greedy)": np.array([r["train_return"] for r in result.rows])}
+    save_figure(learning_curves(curves, window=1, xlabel="evaluation (every 2,500 steps)", ylim=(0, 520),
+                                title="DQN on CartPole-v1 (RL Zoo hyperparameters)"), folder / "dqn-curve.png")
+    record_video(gym.make("CartPole-v1", render_mode="rgb_array"), agent.act, folder / "dqn-cartpole.mp4", seed=0,
+                 max_steps=VIDEO_STEPS)
+    items = [
+        {"kind": "image", "file": "dqn-curve.png", "caption": (
+            f"Mean greedy return every 2,500 steps; the best evaluation came at step {result.best_step}. "
+            f"Final 20 greedy episodes: {result.mean_return:.0f} with the best weights, {result.last_mean_return:.0f} "
+            "with the last ones (DQN's greedy policy keeps moving after it has solved the task).")},
+        {"kind": "video", "file": "dqn-cartpole.mp4", "caption": f"The best DQN weights balancing the pole (first {VIDEO_STEPS} steps)."},
+    ]
+    write_section(folder, 30, "Deep Q-learning (notes §11.3)",
+                  f"DQN with a target network and experience replay, {dqn_steps:,} environment steps.", items)
+    return {"dqn_mean_return": result.mean_return, "dqn_last_mean_return": result.last_mean_return,
+            "dqn_best_step": result.best_step}
+
+
 def run_demo(args: Demo) -> Path:
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     dynamic_programming_section(args.out, args.progress)
-    summary = cliff_section(args.out, args.runs, args.episodes, args.progress)
+    summary: dict[str, Any] = {"cliff_walking": cliff_section(args.out, args.runs, args.episodes, args.progress)}
+    if args.deep:
+        summary["deep"] = deep_section(args.out, args.dqn_steps, args.progress)
     index = write_index(args.out)
-    print(json.dumps({"index": str(index), "cliff_walking": summary, "seconds": round(time.perf_counter() - start, 1)}))
+    print(json.dumps({"index": str(index), **summary, "seconds": round(time.perf_counter() - start, 1)}))
     return index

@@ -152,14 +152,17 @@ def record_video(
     *,
     episodes: int = 1,
     seed: int | None = None,
-    fps: int = 4,
+    fps: int | None = None,
     hold: int = 2,
     max_steps: int | None = None,
 ) -> list[Episode]:
     """Roll out ``episodes`` episodes (seeds ``seed + i``) into one MP4 at ``path``.
 
-    The last frame of each episode is repeated ``hold`` extra times so its end can be seen.
+    ``fps`` defaults to the environment's ``metadata["render_fps"]`` (4 if it has none). The last
+    frame of each episode is repeated ``hold`` extra times so its end can be seen.
     """
+    if fps is None:
+        fps = int(env.metadata.get("render_fps") or 4)
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if hold < 0:
@@ -170,6 +173,24 @@ def record_video(
     ]
     write_video(_held_frames(runs, hold), path, fps=fps)
     return runs
+
+
+def side_by_side(*videos: Sequence[np.ndarray], gap: int = 4) -> list[np.ndarray]:
+    """Frames of several videos next to each other; a shorter video holds its last frame.
+
+    All frames must share a height; a white strip of ``gap`` pixels separates the videos.
+    """
+    if not videos or any(len(v) == 0 for v in videos):
+        raise ValueError("side_by_side needs at least one non-empty video")
+    heights = {v[0].shape[0] for v in videos}
+    if len(heights) != 1:
+        raise ValueError(f"videos to put side by side must share a height, got heights {sorted(heights)}")
+    strip = np.full((heights.pop(), gap, 3), 255, np.uint8)
+    frames = []
+    for t in range(max(len(v) for v in videos)):
+        parts = [v[min(t, len(v) - 1)] for v in videos]
+        frames.append(np.concatenate([p for part in parts for p in (part, strip)][:-1], axis=1))
+    return frames
 
 
 def pad_even(frame: np.ndarray) -> np.ndarray:

@@ -186,3 +186,15 @@ def test_record_video_holds_last_frame(tmp_path: Path) -> None:
     end = episodes[0].length  # index of episode 0's last frame in the video
     for k in range(1, 4):
         np.testing.assert_allclose(decoded[end + k], decoded[end], atol=3)
+
+
+def test_side_by_side_holds_the_shorter_video_and_checks_heights():
+    from agents.rollout import side_by_side
+
+    a = [np.full((4, 3, 3), i, np.uint8) for i in range(3)]
+    b = [np.full((4, 2, 3), 100 + i, np.uint8) for i in range(5)]
+    frames = side_by_side(a, b, gap=1)
+    assert len(frames) == 5 and frames[0].shape == (4, 3 + 1 + 2, 3)
+    assert frames[4][0, 0, 0] == 2 and frames[4][0, 3, 0] == 255 and frames[4][0, 4, 0] == 104
+    with pytest.raises(ValueError, match="share a height"):
+        side_by_side(a, [np.zeros((5, 2, 3), np.uint8)])
