@@ -294,13 +294,18 @@ def build_deep_agent(name: str, make: Callable[[], gym.Env], config: dict[str, A
 
 
 def train_deep(args: Train) -> dict[str, Any]:
+    import torch
+
     from agents.deep import RunConfig
     from agents.deep import train as run_loop
+    from agents.deep.networks import is_image_space
 
     if args.steps < 1:
         raise ValueError(f"steps must be at least 1, got {args.steps}")
     out = args.resume or args.out or Path("runs") / args.agent / f"{slug(args.env)}-seed{args.seed}"
     make = lambda: gym.wrappers.RecordEpisodeStatistics(task_env(args))  # noqa: E731
+    if not is_image_space(task_env(args).observation_space):
+        torch.set_num_threads(1)  # small MLPs: a second thread costs more in synchronisation than it gains
     overrides = {"gamma": args.gamma} if args.gamma is not None else {}
     agent = build_deep_agent(args.agent, make, overrides, args.seed, args.steps)
     run = RunConfig(steps=args.steps, out=out, eval_every=args.eval_every, seed=args.seed, resume=args.resume is not None,

@@ -1,13 +1,20 @@
 """Deep reinforcement learning (notes §11.3): networks chosen from the observation space, a replay
-buffer, DQN, and one training loop (:mod:`agents.deep.trainer`) shared by every agent."""
+buffer, DQN, REINFORCE, actor-critic, and one training loop (:mod:`agents.deep.trainer`) shared by
+every agent."""
 
+from agents.deep.actor_critic import ActorCritic, ActorCriticConfig
 from agents.deep.base import DeepAgent, Iteration
 from agents.deep.buffer import Batch, ReplayBuffer
 from agents.deep.dqn import DQN, DQNConfig
+from agents.deep.reinforce import REINFORCE, ReinforceConfig
 from agents.deep.trainer import RunConfig, RunResult, TrainingDiverged, train
 
 # name -> (agent class, config class); the command line builds agents from here
-AGENTS: dict[str, tuple[type[DeepAgent], type]] = {"dqn": (DQN, DQNConfig)}
+AGENTS: dict[str, tuple[type[DeepAgent], type]] = {
+    "dqn": (DQN, DQNConfig),
+    "reinforce": (REINFORCE, ReinforceConfig),
+    "actor-critic": (ActorCritic, ActorCriticConfig),
+}
 
-__all__ = ["AGENTS", "DQN", "Batch", "DQNConfig", "DeepAgent", "Iteration", "ReplayBuffer", "RunConfig",
+__all__ = ["AGENTS", "DQN", "REINFORCE", "ActorCritic", "ActorCriticConfig", "Batch", "ReinforceConfig", "DQNConfig", "DeepAgent", "Iteration", "ReplayBuffer", "RunConfig",
            "RunResult", "TrainingDiverged", "train"]

@@ -1,0 +1,229 @@
+"""Synchronous advantage actor-critic, A2C (notes §11.3, "Actor-critic methods"; Mnih et al., 2016).
+
+A critic ``V_phi`` replaces the Monte Carlo return of REINFORCE by a bootstrapped one. Every
+:meth:`ActorCritic.iterate` steps ``n_envs`` environments ``n_steps`` times, then each step ``t`` of
+the rollout gets the n-step return up to the end of the rollout (``n = n_steps - t``, cut at an
+episode end):
+
+    G_t = sum_{k<n} gamma^k r_{t+k} + gamma^n V(s_{t+n}),     A_t = G_t - V(s_t),
+
+and ``n_steps = 1`` gives the TD error ``delta = r + gamma V(s') - V(s)``. The loss is
+``-mean(log pi(a_t | s_t) A_t) + vf_coef mean((V(s_t) - G_t)^2) - ent_coef mean(H[pi(. | s_t)])``.
+A terminated episode does not bootstrap (``V = 0`` after it); a truncated one (time limit)
+bootstraps from the value of its true final observation, ``infos["final_obs"]``.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.deep.base import DeepAgent, EnvFactory, Iteration, env_state, finished_episodes
+from agents.deep.distributions import Policy
+from agents.deep.networks import Network, as_tensor
+from agents.deep.reinforce import normalize, policy_gradient_loss
+
+
+@dataclass
+class ActorCriticConfig:
+    """A2C hyperparameters; the defaults solve CartPole-v1 (see tests/agents/deep/test_learning_slow.py)."""
+
+    n_envs: int = 8
+    """Parallel environments (a SyncVectorEnv)."""
+    n_steps: int = 5
+    """Steps of every environment per update; the longest n of the n-step returns."""
+    learning_rate: float = 7e-4
+    """Step size of the optimizer (actor and critic together)."""
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    """RMSprop (alpha 0.99, eps 1e-5, as in A2C) or Adam."""
+    gamma: float = 0.99
+    """Discount factor."""
+    vf_coef: float = 0.5
+    """Weight of the critic's squared error in the loss."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus (subtracted from the loss)."""
+    max_grad_norm: float = 0.5
+    """Gradient clipping by global norm (notes §4.3)."""
+    normalize_advantages: bool = False
+    """Scale the advantages to zero mean and unit variance within the rollout."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the actor and critic MLPs."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (Box actions)."""
+
+
+def td_error(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,
+             gamma: float) -> torch.Tensor:
+    """``delta = r + gamma (1 - terminated) V(s') - V(s)``, all ``[...]`` of one shape.
+
+    The notes print ``V(s) - (r + gamma V(s'))``, the negative; this sign makes ``delta > 0`` mean
+    "better than expected", so the step ``grad log pi(a|s) delta`` makes ``a`` more likely.
+    """
+    return rewards + gamma * (1.0 - terminated.float()) * next_values - values
+
+
+def n_step_returns(rewards: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,
+                   truncated: torch.Tensor, gamma: float) -> torch.Tensor:
+    """n-step returns of a rollout, each looking ahead to the end of the rollout or of its episode.
+
+    ``rewards``, ``terminated``, ``truncated``: ``[T, N]`` for ``T`` steps of ``N`` environments.
+    ``next_values``: ``[T, N]``, ``V`` of the state after step ``t``: the true final observation
+    where the episode ended (used only if truncated), ``s_T`` in the last row. Backwards,
+
+        G_t = r_t + gamma * { (1 - terminated_t) next_values_t   if the episode or the rollout ends at t
+                            { G_{t+1}                            otherwise.
+
+    Returns ``[T, N]``; with ``T = 1`` it is ``r + gamma (1 - terminated) V(s')``.
+    """
+    shape = rewards.shape
+    for name, x in (("next_values", next_values), ("terminated", terminated), ("truncated", truncated)):
+        if x.shape != shape:
+            raise ValueError(f"{name} has shape {tuple(x.shape)}, rewards {tuple(shape)}; both must be [T, N]")
+    if rewards.ndim != 2:
+        raise ValueError(f"rewards must be [T, N], got shape {tuple(shape)}")
+    terminated, ends = terminated.bool(), terminated.bool() | truncated.bool()
+    returns = torch.empty_like(rewards)
+    following = torch.zeros_like(rewards[0])  # G_{t+1}
+    for t in range(shape[0] - 1, -1, -1):
+        bootstrap = torch.where(terminated[t], torch.zeros_like(following), next_values[t])
+        tail = bootstrap if t == shape[0] - 1 else torch.where(ends[t], bootstrap, following)
+        following = returns[t] = rewards[t] + gamma * tail
+    return returns
+
+
+class Losses(NamedTuple):
+    """The parts of the actor-critic loss (scalars)."""
+
+    total: torch.Tensor
+    policy: torch.Tensor
+    value: torch.Tensor
+    entropy: torch.Tensor
+
+
+def actor_critic_loss(log_prob: torch.Tensor, entropy: torch.Tensor, values: torch.Tensor, returns: torch.Tensor,
+                      vf_coef: float, ent_coef: float, normalize_advantages: bool = False) -> Losses:
+    """``-mean(log pi A) + vf_coef mean((V - G)^2) - ent_coef mean(H)`` with ``A = G - V`` detached; all ``[B]``."""
+    advantages = (returns - values).detach()
+    if normalize_advantages:
+        advantages = normalize(advantages)
+    policy = policy_gradient_loss(log_prob, advantages)
+    value = nn.functional.mse_loss(values, returns.detach())
+    mean_entropy = entropy.mean()
+    return Losses(policy + vf_coef * value - ent_coef * mean_entropy, policy, value, mean_entropy)
+
+
+class Rollout(NamedTuple):
+    """``T = n_steps`` steps of ``N = n_envs`` environments."""
+
+    obs: np.ndarray  # [T * N, ...] observations s_t, time-major
+    actions: torch.Tensor  # [T * N] (categorical) or [T * N, D] (unbounded Gaussian sample u)
+    rewards: torch.Tensor  # [T, N]
+    terminated: torch.Tensor  # [T, N] bool
+    truncated: torch.Tensor  # [T, N] bool
+    next_values: torch.Tensor  # [T, N] V of the state after step t (the true final observation at an episode end)
+
+
+class ActorCritic(DeepAgent):
+    """A2C over ``n_envs`` synchronous copies of the environment; ``Discrete`` or ``Box`` actions."""
+
+    name = "actor-critic"
+
+    def __init__(self, make_env: EnvFactory, config: ActorCriticConfig | None = None, seed: int = 0) -> None:
+        super().__init__(make_env, seed)
+        self.config = c = config or ActorCriticConfig()
+        if c.n_envs < 1 or c.n_steps < 1:
+            raise ValueError(f"n_envs and n_steps must be >= 1, got {c.n_envs} and {c.n_steps}")
+        # SAME_STEP: the observation after an episode end is already the reset one; the true final
+        # observation comes in infos["final_obs"] (needed to bootstrap truncated episodes).
+        self.envs = gym.vector.SyncVectorEnv([make_env] * c.n_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        self.obs_space = self.envs.single_observation_space
+        self.actor = Policy(self.obs_space, self.envs.single_action_space, c.hidden, c.log_std_init)
+        self.critic = Network(self.obs_space, 1, c.hidden, nn.Tanh)
+        params = [*self.actor.parameters(), *self.critic.parameters()]
+        if c.optimizer == "rmsprop":
+            self.optimizer: torch.optim.Optimizer = torch.optim.RMSprop(params, lr=c.learning_rate, alpha=0.99, eps=1e-5)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=c.learning_rate)
+        self.obs, _ = self.envs.reset(seed=seed)  # environment i gets seed + i
+
+    def modules(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
+        return {"actor": self.actor, "critic": self.critic, "optimizer": self.optimizer}
+
+    @torch.no_grad()
+    def act(self, obs: Any, deterministic: bool = True) -> Any:
+        x = as_tensor(np.asarray(obs)[None], self.obs_space)
+        action = self.actor.mode(x) if deterministic else self.actor(x).action
+        return self.actor.to_env(action)[0]
+
+    def value(self, obs: Any) -> torch.Tensor:
+        """``V_phi(s)`` of a batch of observations: ``[B]``."""
+        return self.critic(as_tensor(obs, self.obs_space)).squeeze(-1)
+
+    def collect(self) -> tuple[Rollout, list[tuple[float, int]]]:
+        """``n_steps`` steps of every environment with the stochastic policy, and the finished episodes."""
+        T, N = self.config.n_steps, self.config.n_envs
+        observations, actions, episodes = [], [], []
+        rewards = np.zeros((T, N), dtype=np.float32)
+        terminated, truncated = np.zeros((T, N), dtype=bool), np.zeros((T, N), dtype=bool)
+        final_values = torch.zeros(T, N)  # V of the true final observation where an episode was truncated
+        for t in range(T):
+            with torch.no_grad():
+                action = self.actor(as_tensor(self.obs, self.obs_space)).action
+            observations.append(self.obs)
+            actions.append(action)
+            self.obs, rewards[t], terminated[t], truncated[t], infos = self.envs.step(self.actor.to_env(action))
+            done = terminated[t] | truncated[t]
+            if done.any():
+                episodes += finished_episodes(infos.get("final_info", {}), done)
+                cut = np.flatnonzero(truncated[t] & ~terminated[t])
+                if cut.size:
+                    with torch.no_grad():
+                        final_values[t, cut] = self.value(np.stack([infos["final_obs"][i] for i in cut]))
+        self.steps += T * N
+        obs = np.stack(observations)  # [T, N, ...]
+        with torch.no_grad():  # V(s_1), ..., V(s_T): the next state's value inside an episode
+            following = self.value(np.concatenate([obs[1:], self.obs[None]]).reshape(T * N, *obs.shape[2:]))
+        ends = torch.as_tensor(terminated | truncated)
+        rollout = Rollout(obs.reshape(T * N, *obs.shape[2:]), torch.cat(actions), torch.as_tensor(rewards),
+                          torch.as_tensor(terminated), torch.as_tensor(truncated),
+                          torch.where(ends, final_values, following.reshape(T, N)))
+        return rollout, episodes
+
+    def losses(self, rollout: Rollout) -> Losses:
+        """The A2C loss of ``rollout`` under the current actor and critic."""
+        c = self.config
+        returns = n_step_returns(rollout.rewards, rollout.next_values, rollout.terminated, rollout.truncated, c.gamma)
+        obs = as_tensor(rollout.obs, self.obs_space)
+        out = self.actor.evaluate(obs, rollout.actions)
+        values = self.critic(obs).squeeze(-1)
+        return actor_critic_loss(out.log_prob, out.entropy, values, returns.reshape(-1), c.vf_coef, c.ent_coef,
+                                 c.normalize_advantages)
+
+    def iterate(self) -> Iteration:
+        rollout, episodes = self.collect()
+        losses = self.losses(rollout)
+        self.optimizer.zero_grad()
+        losses.total.backward()
+        nn.utils.clip_grad_norm_([*self.actor.parameters(), *self.critic.parameters()], self.config.max_grad_norm)
+        self.optimizer.step()
+        values = {"loss": losses.total, "policy_loss": losses.policy, "value_loss": losses.value, "entropy": losses.entropy}
+        return Iteration(len(rollout.obs), episodes, {k: float(v.detach()) for k, v in values.items()})
+
+    # ------------------------------------------------------------------ checkpoints
+    def extra_state(self) -> dict[str, Any]:
+        return {"obs": self.obs, "envs": [env_state(env) for env in self.envs.envs]}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if all(s is not None for s in state["envs"]):
+            for i, saved in enumerate(state["envs"]):
+                self.envs.envs[i].close()
+                self.envs.envs[i] = pickle.loads(saved)
+            self.obs = state["obs"]
+        else:  # an environment could not be saved: start fresh, seeded episodes
+            self.obs, _ = self.envs.reset(seed=self.seed + self.steps)

@@ -1,0 +1,44 @@
+"""Policy-gradient agents solve CartPole-v1 (notes §11.3): minutes on a CPU, so marked slow (``make test-slow``).
+
+The final evaluation scores the weights of the best periodic evaluation (the trainer's default).
+"""
+
+import time
+
+import gymnasium as gym
+import pytest
+import torch
+
+from agents.deep.actor_critic import ActorCritic, ActorCriticConfig
+from agents.deep.reinforce import REINFORCE, ReinforceConfig
+from agents.deep.trainer import RunConfig, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny networks: a second intra-op thread only adds spin-waiting (10x slower on a busy machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cartpole():
+    return gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
+
+
+@pytest.mark.parametrize(("agent_cls", "config", "steps", "target"), [
+    (ActorCritic, ActorCriticConfig(), 200_000, 475.0),
+    (REINFORCE, ReinforceConfig(baseline="value"), 200_000, 400.0),
+], ids=["actor-critic", "reinforce"])
+def test_solves_cartpole(agent_cls, config, steps, target, tmp_path):
+    agent = agent_cls(cartpole, config, seed=0)
+    start = time.perf_counter()
+    result = train(agent, lambda: gym.make("CartPole-v1"), RunConfig(steps=steps, out=tmp_path, eval_every=20_000,
+                                                                      final_episodes=20, progress=False))
+    print(f"{agent.name}: {steps} steps, {time.perf_counter() - start:.0f} s, greedy return {result.mean_return:.1f} "
+          f"+- {result.std_return:.1f} (weights of step {result.best_step}; last weights {result.last_mean_return:.1f}), "
+          f"evaluations {[round(row['eval_mean']) for row in result.rows]}")
+    assert result.mean_return >= target
