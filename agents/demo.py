@@ -43,6 +43,8 @@ class Demo:
     """Include the deep reinforcement learning section (about three minutes on two cores)."""
     dqn_steps: int = 50_000
     """Environment steps of DQN on CartPole-v1 in the deep section."""
+    reacher_steps: int = 150_000
+    """Environment steps of actor-critic on mp/BulletReacher-v0 in the deep section."""
 
 
 def write_section(folder: Path, order: int, title: str, text: str, items: list[dict[str, str]]) -> None:
@@ -140,8 +142,9 @@ def cliff_section(out: Path, runs: int, episodes: int, progress: bool) -> dict[s
     return summary
 
 
-def deep_section(out: Path, dqn_steps: int, progress: bool) -> dict[str, Any]:
-    """DQN on CartPole-v1 (notes §11.3): learning curve and a greedy episode of the best weights."""
+def deep_section(out: Path, dqn_steps: int, reacher_steps: int, progress: bool) -> dict[str, Any]:
+    """DQN on CartPole-v1 (notes §11.3): learning curve and a greedy episode of the best weights; then
+    actor-critic on the PyBullet reacher."""
     import gymnasium as gym
     import torch
 
@@ -166,10 +169,52 @@ def deep_section(out: Path, dqn_steps: int, progress: bool) -> dict[str, Any]:
             "with the last ones (DQN's greedy policy keeps moving after it has solved the task).")},
         {"kind": "video", "file": "dqn-cartpole.mp4", "caption": f"The best DQN weights balancing the pole (first {VIDEO_STEPS} steps)."},
     ]
-    write_section(folder, 30, "Deep Q-learning (notes §11.3)",
-                  f"DQN with a target network and experience replay, {dqn_steps:,} environment steps.", items)
+    reacher = reacher_demo(folder, reacher_steps, progress)
+    items += reacher.pop("items")
+    write_section(folder, 30, "Deep reinforcement learning (notes §11.3)",
+                  f"DQN with a target network and experience replay ({dqn_steps:,} steps on CartPole-v1), and a "
+                  f"synchronous actor-critic ({reacher_steps:,} steps on the PyBullet reacher).", items)
     return {"dqn_mean_return": result.mean_return, "dqn_last_mean_return": result.last_mean_return,
-            "dqn_best_step": result.best_step}
+            "dqn_best_step": result.best_step, **reacher}
+
+
+def reacher_demo(folder: Path, steps: int, progress: bool) -> dict[str, Any]:
+    """Actor-critic on mp/BulletReacher-v0 next to the scripted inverse-kinematics controller."""
+    import gymnasium as gym
+
+    from agents.deep import ActorCritic, ActorCriticConfig, RunConfig, train
+    from agents.rollout import evaluate, side_by_side, write_video
+    from envs.bullet import ScriptedReacher
+
+    make = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("mp/BulletReacher-v0"))  # noqa: E731
+    agent = ActorCritic(make, ActorCriticConfig(), seed=0)
+    result = train(agent, lambda: gym.make("mp/BulletReacher-v0"),
+                   RunConfig(steps=steps, out=folder / "actor-critic-reacher", eval_every=15_000, progress=progress))
+    scripted = ScriptedReacher()
+    eval_env = gym.make("mp/BulletReacher-v0")
+    reference = float(evaluate(eval_env, scripted.act, 20, seed=1).mean())
+    rng = np.random.default_rng(0)
+    random_return = float(evaluate(eval_env, lambda o: rng.uniform(-1, 1, 2).astype(np.float32), 20, seed=1).mean())
+    curves = {"actor-critic (greedy, 10 episodes)": np.array([r["eval_mean"] for r in result.rows]),
+              "scripted reference": np.full(len(result.rows), reference),
+              "random actions": np.full(len(result.rows), random_return)}
+    save_figure(learning_curves(curves, window=1, xlabel="evaluation (every 15,000 steps)",
+                                title="mp/BulletReacher-v0: return per episode (50 steps)"), folder / "reacher-curve.png")
+    frames_agent, frames_scripted = [], []
+    for seed in range(3):  # the same targets for both
+        frames_agent += rollout(gym.make("mp/BulletReacher-v0", render_mode="rgb_array"), agent.act, seed=seed, render=True).frames
+        frames_scripted += rollout(gym.make("mp/BulletReacher-v0", render_mode="rgb_array"), scripted.act, seed=seed,
+                                   render=True).frames
+    write_video(side_by_side(frames_agent, frames_scripted), folder / "reacher.mp4", fps=20)
+    items = [
+        {"kind": "image", "file": "reacher-curve.png", "caption": (
+            f"Actor-critic learning to reach (from state observations): {result.mean_return:.1f} over 20 greedy "
+            f"episodes, against {reference:.1f} for the scripted controller and {random_return:.1f} for random actions.")},
+        {"kind": "video", "file": "reacher.mp4", "caption": (
+            "Camera images of the PyBullet scene (TinyRenderer): the actor-critic agent (left) and the scripted "
+            "inverse-kinematics + PD controller (right) reaching the same three targets.")},
+    ]
+    return {"reacher_mean_return": result.mean_return, "reacher_scripted": reference, "reacher_random": random_return, "items": items}
 
 
 def run_demo(args: Demo) -> Path:
@@ -178,7 +223,7 @@ def run_demo(args: Demo) -> Path:
     dynamic_programming_section(args.out, args.progress)
     summary: dict[str, Any] = {"cliff_walking": cliff_section(args.out, args.runs, args.episodes, args.progress)}
     if args.deep:
-        summary["deep"] = deep_section(args.out, args.dqn_steps, args.progress)
+        summary["deep"] = deep_section(args.out, args.dqn_steps, args.reacher_steps, args.progress)
     index = write_index(args.out)
     print(json.dumps({"index": str(index), **summary, "seconds": round(time.perf_counter() - start, 1)}))
     return index

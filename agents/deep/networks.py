@@ -65,7 +65,7 @@ class OneHot(nn.Module):
 class ImageEncoder(nn.Module):
     """``uint8 [B, (k,) H, W, C]`` -> features ``[B, F]``: scale to [0, 1], channel-first, three convolutions.
 
-    The kernel sizes follow DQN's Atari network, shrunk for small images (below 64 pixels).
+    The kernel sizes follow DQN's Atari network, shrunk to 3x3 (first stride 2) for images below 64 pixels.
     """
 
     def __init__(self, shape: tuple[int, ...]) -> None:
@@ -74,7 +74,7 @@ class ImageEncoder(nn.Module):
         in_channels = channels * (stack[0] if stack else 1)
         small = min(height, width) < 64
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3 if small else 8, stride=1 if small else 4), nn.ReLU(),
+            nn.Conv2d(in_channels, 32, 3 if small else 8, stride=2 if small else 4), nn.ReLU(),
             nn.Conv2d(32, 64, 3 if small else 4, stride=2), nn.ReLU(),
             nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
             nn.Flatten(),

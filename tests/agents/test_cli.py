@@ -120,9 +120,9 @@ def test_bad_arguments_are_clear_errors(tmp_path):
 def test_demo_writes_an_index_with_pictures_and_videos(tmp_path, runs, episodes):
     from agents.demo import Demo, run_demo
 
-    index = run_demo(Demo(out=tmp_path, runs=runs, episodes=episodes, progress=False, dqn_steps=3_000))
+    index = run_demo(Demo(out=tmp_path, runs=runs, episodes=episodes, progress=False, dqn_steps=3_000, reacher_steps=2_000))
     page = index.read_text()
-    assert page.count("<section>") == 3 and page.count("<video") == 3 and page.count("<img") >= 8
+    assert page.count("<section>") == 3 and page.count("<video") == 4 and page.count("<img") >= 9
     for folder in ("dynamic-programming", "cliff-walking", "deep-rl"):
         manifest = json.loads((tmp_path / folder / "section.json").read_text())
         for item in manifest["items"]:
