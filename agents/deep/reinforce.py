@@ -35,7 +35,7 @@ class ReinforceConfig:
 
     learning_rate: float = 2e-3
     """Adam step size of the policy."""
-    episodes_per_update: int = 4
+    episodes_per_update: int = 8
     """Whole episodes collected per update."""
     gamma: float = 0.99
     """Discount factor."""

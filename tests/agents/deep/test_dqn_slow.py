@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def learn(env_id: str, config: DQNConfig, steps: int, seed: int, out: Path, **env_kwargs):
     torch.set_num_threads(1)
-    make = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **env_kwargs))  # noqa: E731
+    make = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **env_kwargs))
     agent = DQN(make, config, seed=seed, total_steps=steps)
     return train(agent, lambda: gym.make(env_id, **env_kwargs),
                  RunConfig(steps=steps, out=out, eval_every=2_500, seed=seed, progress=False))
