@@ -39,7 +39,6 @@ GRID = DQNConfig(learning_rate=1e-3, buffer_size=20_000, learning_starts=500, tr
                  target_update_interval=500, exploration_fraction=0.3, hidden=(64, 64))
 
 
-@pytest.mark.parametrize("obs_type", ["onehot", "rgb"])
-def test_dqn_finds_the_optimal_return_on_the_gridworld(tmp_path, obs_type):
-    result = learn("mp/GridWorld-v0", GRID, 20_000, 0, tmp_path, obs_type=obs_type)
+def test_dqn_finds_the_optimal_return_on_the_gridworld(tmp_path):
+    result = learn("mp/GridWorld-v0", GRID, 20_000, 0, tmp_path, obs_type="onehot")
     assert result.mean_return == pytest.approx(gridworld_optimum())
