@@ -107,8 +107,10 @@ def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig) ->
         loop = state["loop"]
     writer = None
     if run.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise ValueError(f"tensorboard=True needs the tensorboard package (pip install tensorboard): {err}") from err
         writer = SummaryWriter(str(run.out / "tensorboard"))
     eval_env = make_eval_env()
     recent: list[float] = []
