@@ -46,6 +46,8 @@ test-slow: install
 bench: install
 	$(BIN)/python benchmarks/bench_value_iteration.py
 	$(BIN)/python benchmarks/bench_env_steps.py
+	$(BIN)/python benchmarks/bench_deep_rl.py --algo dqn --seeds 0 1 2
+	$(BIN)/python benchmarks/bench_deep_rl.py --algo actor-critic --steps 200000 --eval-every 10000 --seeds 0 1 2
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache build *.egg-info
