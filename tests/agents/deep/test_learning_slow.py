@@ -42,3 +42,20 @@ def test_solves_cartpole(agent_cls, config, steps, target, tmp_path):
           f"+- {result.std_return:.1f} (weights of step {result.best_step}; last weights {result.last_mean_return:.1f}), "
           f"evaluations {[round(row['eval_mean']) for row in result.rows]}")
     assert result.mean_return >= target
+
+
+@pytest.mark.parametrize(("agent_cls", "config"), [
+    (ActorCritic, ActorCriticConfig()),
+    (REINFORCE, ReinforceConfig()),
+], ids=["actor-critic", "reinforce"])
+def test_finds_the_optimal_return_on_the_gridworld(agent_cls, config, tmp_path):
+    import envs  # noqa: F401  (registers the mp/ ids)
+    from agents.tabular.dp import value_iteration
+
+    env = gym.make("mp/GridWorld-v0").unwrapped
+    optimum = value_iteration(env.mdp.with_gamma(1.0)).V[env.starts[0]]  # undiscounted optimal return
+    make = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("mp/GridWorld-v0", obs_type="onehot"))  # noqa: E731
+    agent = agent_cls(make, config, seed=0)
+    result = train(agent, lambda: gym.make("mp/GridWorld-v0", obs_type="onehot"),
+                   RunConfig(steps=50_000, out=tmp_path, eval_every=5_000, progress=False))
+    assert result.mean_return == pytest.approx(optimum)
