@@ -42,3 +42,13 @@ GRID = DQNConfig(learning_rate=1e-3, buffer_size=20_000, learning_starts=500, tr
 def test_dqn_finds_the_optimal_return_on_the_gridworld(tmp_path):
     result = learn("mp/GridWorld-v0", GRID, 20_000, 0, tmp_path, obs_type="onehot")
     assert result.mean_return == pytest.approx(gridworld_optimum())
+
+
+PIXELS = DQNConfig(learning_rate=5e-4, buffer_size=20_000, learning_starts=1_000, train_freq=4, gradient_steps=1,
+                   target_update_interval=1_000, exploration_fraction=0.5, hidden=(64,))
+
+
+def test_dqn_finds_the_optimal_return_on_the_gridworld_from_pixels(tmp_path):
+    """The CNN reads the 40x48 picture of the grid (obs_type="rgb"); about 5 minutes on one core."""
+    result = learn("mp/GridWorld-v0", PIXELS, 30_000, 0, tmp_path, obs_type="rgb")
+    assert result.mean_return == pytest.approx(gridworld_optimum())
