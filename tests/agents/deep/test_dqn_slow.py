@@ -49,6 +49,6 @@ PIXELS = DQNConfig(learning_rate=5e-4, buffer_size=20_000, learning_starts=1_000
 
 
 def test_dqn_finds_the_optimal_return_on_the_gridworld_from_pixels(tmp_path):
-    """The CNN reads the 40x48 picture of the grid (obs_type="rgb"); about 5 minutes on one core."""
+    """The CNN reads the 40x48 picture of the grid (obs_type="rgb"); about 8 minutes on one core."""
     result = learn("mp/GridWorld-v0", PIXELS, 30_000, 0, tmp_path, obs_type="rgb")
     assert result.mean_return == pytest.approx(gridworld_optimum())
