@@ -72,6 +72,8 @@ class Train:
     """Deep agents: continue the run in this folder from its checkpoint.pt (same seed, same curve)."""
     tensorboard: bool = False
     """Deep agents: also log to <out>/tensorboard."""
+    frame_stack: int = 1
+    """Deep agents: feed the last K observations stacked (Gymnasium's FrameStackObservation), e.g. 4 for pixels."""
     seed: int = 0
     """Seed of the environment and the agent; same seed, same run."""
     out: Path | None = None
@@ -114,6 +116,8 @@ class Evaluate:
     """Seed of the first episode (episode i uses seed + i)."""
     video: Path | None = None
     """Write the first episodes to this MP4."""
+    frame_stack: int = 1
+    """Deep agents: as in training; feed the last K observations stacked (Gymnasium's FrameStackObservation), e.g. 4 for pixels."""
     max_episode_steps: int | None = None
     """Time limit of an episode; default: the id's own, or 1000 for ids without one."""
     option: tuple[str, ...] = ()
@@ -137,6 +141,14 @@ def task_env(args: Train | Evaluate, **extra: Any) -> gym.Env:
     if limit is None or args.max_episode_steps is not None:
         env = gym.wrappers.TimeLimit(env, limit or DEFAULT_TIME_LIMIT)
     return env
+
+
+def stacked_env(args: Train | Evaluate, **extra: Any) -> gym.Env:
+    """:func:`task_env` with the last ``args.frame_stack`` observations stacked (for deep agents)."""
+    if args.frame_stack < 1:
+        raise ValueError(f"frame_stack must be at least 1, got {args.frame_stack}")
+    env = task_env(args, **extra)
+    return gym.wrappers.FrameStackObservation(env, args.frame_stack) if args.frame_stack > 1 else env
 
 
 def video_env(env: gym.Env) -> gym.Env:
@@ -303,15 +315,15 @@ def train_deep(args: Train) -> dict[str, Any]:
     if args.steps < 1:
         raise ValueError(f"steps must be at least 1, got {args.steps}")
     out = args.resume or args.out or Path("runs") / args.agent / f"{slug(args.env)}-seed{args.seed}"
-    make = lambda: gym.wrappers.RecordEpisodeStatistics(task_env(args))  # noqa: E731
-    if not is_image_space(task_env(args).observation_space):
+    make = lambda: gym.wrappers.RecordEpisodeStatistics(stacked_env(args))  # noqa: E731
+    if not is_image_space(stacked_env(args).observation_space):
         torch.set_num_threads(1)  # small MLPs: a second thread costs more in synchronisation than it gains
     overrides = {"gamma": args.gamma} if args.gamma is not None else {}
     agent = build_deep_agent(args.agent, make, overrides, args.seed, args.steps)
     run = RunConfig(steps=args.steps, out=out, eval_every=args.eval_every, seed=args.seed, resume=args.resume is not None,
                     tensorboard=args.tensorboard, progress=args.progress)
     start = time.perf_counter()
-    result = run_loop(agent, lambda: task_env(args), run)
+    result = run_loop(agent, lambda: stacked_env(args), run)
     seconds = time.perf_counter() - start
     curves = {"greedy evaluation": np.array([r["eval_mean"] for r in result.rows]),
               "training episodes": np.array([r["train_return"] for r in result.rows])}
@@ -319,7 +331,7 @@ def train_deep(args: Train) -> dict[str, Any]:
                                 title=f"{args.agent} on {args.env}"), out / "curve.png")
     if args.video_episodes > 0:
         try:
-            env = video_env(task_env(args, render_mode="rgb_array"))
+            env = video_env(stacked_env(args, render_mode="rgb_array"))
         except (ValueError, TypeError) as err:  # no rgb_array rendering: no video
             print(f"note: no video ({err})")
         else:
@@ -336,12 +348,18 @@ def evaluate_deep(args: Evaluate) -> dict[str, Any]:
     if not args.agent.is_file():
         raise ValueError(f"checkpoint {args.agent} does not exist")
     state = load_checkpoint(args.agent)["agent"]
-    agent = build_deep_agent(state["name"], lambda: gym.wrappers.RecordEpisodeStatistics(task_env(args)),
+    agent = build_deep_agent(state["name"], lambda: gym.wrappers.RecordEpisodeStatistics(stacked_env(args)),
                              state.get("config"), 0, int(state["steps"]))
-    agent.load_state_dict(state)
-    returns = evaluate(task_env(args), lambda o: agent.act(o), args.episodes, seed=args.seed)
+    try:
+        agent.load_state_dict(state)
+    except RuntimeError as err:  # torch: the networks' shapes differ
+        raise ValueError(
+            f"checkpoint {args.agent} does not fit {args.env} with these options (trained with other --option or "
+            f"--frame-stack values?): {str(err).splitlines()[0]}"
+        ) from err
+    returns = evaluate(stacked_env(args), lambda o: agent.act(o), args.episodes, seed=args.seed)
     if args.video is not None:
-        record_video(video_env(task_env(args, render_mode="rgb_array")), lambda o: agent.act(o), args.video,
+        record_video(video_env(stacked_env(args, render_mode="rgb_array")), lambda o: agent.act(o), args.video,
                      episodes=min(args.episodes, 3), seed=args.seed, max_steps=VIDEO_STEPS)
     return {"env": args.env, "agent": str(args.agent), "episodes": args.episodes, "mean_return": float(returns.mean()),
             "std_return": float(returns.std()), "returns": returns.tolist()}

@@ -127,3 +127,15 @@ def test_demo_writes_an_index_with_pictures_and_videos(tmp_path, runs, episodes)
         manifest = json.loads((tmp_path / folder / "section.json").read_text())
         for item in manifest["items"]:
             assert (tmp_path / folder / item["file"]).stat().st_size > 0
+
+
+def test_deep_agents_train_with_stacked_frames_and_evaluate_from_the_checkpoint(capsys, tmp_path):
+    argv = ["--env", "mp/GridWorld-v0", "--option", "obs_type=onehot", "--frame-stack", "3"]  # stacked images: test_dqn
+    result = run_json(capsys, ["train", "--agent", "dqn", *argv, "--steps", "300", "--eval-every", "150",
+                               "--video-episodes", "0", "--no-progress", "--json", "--out", str(tmp_path)])
+    assert result["steps"] == 300 and (tmp_path / "checkpoint.pt").exists()
+    evaluated = run_json(capsys, ["evaluate", *argv, "--agent", str(tmp_path / "checkpoint.pt"), "--episodes", "2", "--json"])
+    assert len(evaluated["returns"]) == 2
+    proc = subprocess.run([sys.executable, "-m", "agents", "evaluate", "--env", "mp/GridWorld-v0", "--option", "obs_type=onehot",
+                           "--agent", str(tmp_path / "checkpoint.pt")], capture_output=True, text=True)
+    assert proc.returncode != 0 and "does not fit" in proc.stderr and "Traceback" not in proc.stderr
