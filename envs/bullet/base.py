@@ -8,6 +8,7 @@ Pictures come from the CPU tiny renderer (``p.ER_TINY_RENDERER``): no GPU and no
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar, Literal, get_args
@@ -115,7 +116,7 @@ def discrete_action(action: Any, n: int) -> int:
 
 
 # ---------------------------------------------------------------------- the shared environment
-class BulletEnv(gym.Env[np.ndarray, Any]):
+class BulletEnv(gym.Env[np.ndarray, Any], ABC):
     """Base of the PyBullet environments: one client, a fixed time step, state or pixel observations.
 
     Subclasses set :attr:`camera`, implement :meth:`_build` (create the bodies; called once from
@@ -148,14 +149,17 @@ class BulletEnv(gym.Env[np.ndarray, Any]):
             self.observation_space = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
 
     # ------------------------------------------------------------------ subclass hooks
+    @abstractmethod
     def _build(self) -> None:
-        raise NotImplementedError
+        """Create the bodies in ``self.client_id``."""
 
+    @abstractmethod
     def _state_space(self) -> spaces.Box:
-        raise NotImplementedError
+        """The observation space of ``obs_mode="state"``."""
 
+    @abstractmethod
     def _state(self) -> np.ndarray:
-        raise NotImplementedError
+        """The state observation of the current simulation."""
 
     # ------------------------------------------------------------------ shared helpers
     def _observe(self) -> np.ndarray:

@@ -12,15 +12,6 @@ import torch
 from agents.deep.actor_critic import ActorCritic, ActorCriticConfig, actor_critic_loss, n_step_returns, td_error
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny networks: a second intra-op thread only adds spin-waiting (10x slower on a busy machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def cartpole():
     return gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
 

@@ -7,22 +7,12 @@ import time
 
 import gymnasium as gym
 import pytest
-import torch
 
 from agents.deep.actor_critic import ActorCritic, ActorCriticConfig
 from agents.deep.reinforce import REINFORCE, ReinforceConfig
 from agents.deep.trainer import RunConfig, train
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny networks: a second intra-op thread only adds spin-waiting (10x slower on a busy machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def cartpole():

@@ -12,15 +12,6 @@ from torch import nn
 from agents.deep.reinforce import REINFORCE, Episodes, ReinforceConfig, normalize, policy_gradient_loss, reward_to_go
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny networks: a second intra-op thread only adds spin-waiting (10x slower on a busy machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def cartpole():
     return gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
 
