@@ -316,7 +316,10 @@ def train_deep(args: Train) -> dict[str, Any]:
         raise ValueError(f"steps must be at least 1, got {args.steps}")
     out = args.resume or args.out or Path("runs") / args.agent / f"{slug(args.env)}-seed{args.seed}"
     make = lambda: gym.wrappers.RecordEpisodeStatistics(stacked_env(args))  # noqa: E731
-    if not is_image_space(stacked_env(args).observation_space):
+    probe = stacked_env(args)  # only its observation space; closed at once (a PyBullet env holds a client)
+    images = is_image_space(probe.observation_space)
+    probe.close()
+    if not images:
         torch.set_num_threads(1)  # small MLPs: a second thread costs more in synchronisation than it gains
     overrides = {"gamma": args.gamma} if args.gamma is not None else {}
     agent = build_deep_agent(args.agent, make, overrides, args.seed, args.steps)

@@ -163,11 +163,8 @@ def test_checkpoint_round_trip_gives_the_same_next_updates():
     assert any(it.episodes for it in expected)
 
 
-def test_learns_cartpole_within_a_few_thousand_steps():
+def test_learns_cartpole_within_a_few_thousand_steps(first_and_last_returns):
     agent = ActorCritic(cartpole, ActorCriticConfig(), seed=0)
-    returns = []
-    while agent.steps < 12_000:
-        returns += [r for r, _ in agent.iterate().episodes]
-    first, last = np.mean(returns[:20]), np.mean(returns[-20:])
+    first, last = first_and_last_returns(agent, 12_000)
     assert first < 40  # a random policy balances ~22 steps
     assert last > 100  # and mean returns of 132-180 over seeds 0-5

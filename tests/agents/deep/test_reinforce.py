@@ -141,11 +141,8 @@ def test_checkpoint_round_trip_gives_the_same_next_update(baseline):
     assert fresh.steps == agent.steps
 
 
-def test_learns_cartpole_within_a_few_thousand_steps():
+def test_learns_cartpole_within_a_few_thousand_steps(first_and_last_returns):
     agent = REINFORCE(cartpole, ReinforceConfig(episodes_per_update=4), seed=0)  # more, noisier updates than the default
-    returns = []
-    while agent.steps < 8_000:
-        returns += [r for r, _ in agent.iterate().episodes]
-    first, last = np.mean(returns[:20]), np.mean(returns[-20:])
+    first, last = first_and_last_returns(agent, 8_000)
     assert first < 40  # a random policy balances ~22 steps
     assert last > 80  # and mean returns of 88-180 over seeds 0-5
