@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 # The CPU build on this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 EXTRAS ?= test
+# pyrender pins PyOpenGL 3.1.0, which lacks OSMesaCreateContextAttribs; 3.1.10 renders headless.
+PYOPENGL := PyOpenGL==3.1.10
 SYSTEM_PACKAGES := libgl1 libgomp1 libusb-1.0-0 libosmesa6
 STAMP := $(VENV)/.installed-$(EXTRAS)
 OUT ?= outputs/demo
@@ -21,6 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet $(PYOPENGL)
 	@touch $@
 
 # System libraries for the optional 3D and physics extras (OpenGL, OpenMP, USB for open3d, OSMesa
@@ -35,6 +38,7 @@ system-deps:
 
 demo: install
 	$(BIN)/python -m agents demo --out $(OUT)
+	$(BIN)/python -m vision3d demo --out $(OUT)
 	@echo "open $(OUT)/index.html"
 
 test: install
@@ -48,6 +52,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_env_steps.py
 	$(BIN)/python benchmarks/bench_deep_rl.py --algo dqn --seeds 0 1 2
 	$(BIN)/python benchmarks/bench_deep_rl.py --algo actor-critic --steps 200000 --eval-every 10000 --seeds 0 1 2
+	$(BIN)/python benchmarks/bench_vision3d.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache build *.egg-info

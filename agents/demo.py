@@ -7,7 +7,6 @@ writing one more folder.
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from agents.tabular.base import TabularConfig
 from agents.tabular.dp import policy_iteration, value_iteration
 from agents.tabular.td import SARSA, QLearning
 from envs import ENVIRONMENTS, make_env
-from envs.io import atomic_write_text
+from envs.report import write_index, write_section
 
 
 @dataclass
@@ -45,38 +44,6 @@ class Demo:
     """Environment steps of DQN on CartPole-v1 in the deep section."""
     reacher_steps: int = 150_000
     """Environment steps of actor-critic on mp/BulletReacher-v0 in the deep section."""
-
-
-def write_section(folder: Path, order: int, title: str, text: str, items: list[dict[str, str]]) -> None:
-    """Write ``section.json``: ``items`` are ``{"kind": "image" | "video", "file", "caption"}``."""
-    manifest = {"order": order, "title": title, "text": text, "items": items}
-    atomic_write_text(folder / "section.json", json.dumps(manifest, indent=1))
-
-
-def write_index(out: Path) -> Path:
-    """Rebuild ``out/index.html`` from every ``*/section.json`` below ``out``."""
-    sections = []
-    for manifest in sorted(out.glob("*/section.json")):
-        data = json.loads(manifest.read_text())
-        sections.append((data.get("order", 100), manifest.parent.name, data))
-    parts = []
-    for _, folder, data in sorted(sections, key=lambda x: (x[0], x[1])):
-        figures = []
-        for item in data["items"]:
-            src = html.escape(f"{folder}/{item['file']}")
-            media = (f'<video src="{src}" controls loop muted autoplay playsinline></video>' if item["kind"] == "video"
-                     else f'<a href="{src}"><img src="{src}" loading="lazy"></a>')
-            figures.append(f"<figure>{media}<figcaption>{html.escape(item['caption'])}</figcaption></figure>")
-        parts.append(f"<section><h2>{html.escape(data['title'])}</h2><p>{html.escape(data['text'])}</p>"
-                     f"<div class=grid>{''.join(figures)}</div></section>")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>machine-perception demo</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}}
-.grid{{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}}figure{{margin:0;max-width:600px}}
-img,video{{max-width:100%;border:1px solid #ddd}}figcaption{{font-size:.9em;color:#555}}</style></head>
-<body><h1>machine-perception demo</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')} by <code>make demo</code>.</p>
-{''.join(parts)}</body></html>"""
-    atomic_write_text(out / "index.html", page)
-    return out / "index.html"
 
 
 def dynamic_programming_section(out: Path, progress: bool) -> None:
