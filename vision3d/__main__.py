@@ -9,9 +9,9 @@ from typing import Any
 # Headless rendering through OSMesa unless the user chose a platform (EGL on a GPU machine).
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
-import tyro  # noqa: E402
+import tyro
 
-from envs.cli import run_main  # noqa: E402
+from envs.cli import run_main
 
 
 def report(summary: dict[str, Any], as_json: bool) -> None:

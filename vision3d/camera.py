@@ -53,7 +53,7 @@ class Intrinsics:
         return 2.0 * math.atan(0.5 * self.width / self.fx)
 
     @property
-    def K(self) -> np.ndarray:  # noqa: N802 - the usual symbol
+    def K(self) -> np.ndarray:
         """The 3x3 calibration matrix (for the image convention with ``v`` pointing down)."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 import tyro
 
@@ -106,12 +106,12 @@ class FitDVR(FitArgs):
     """Network, ray marching and training hyperparameters."""
 
 
-Fit = Union[
-    Annotated[FitOccupancy, tyro.conf.subcommand("occupancy")],
-    Annotated[FitDeepSDF, tyro.conf.subcommand("deepsdf")],
-    Annotated[FitIGR, tyro.conf.subcommand("igr")],
-    Annotated[FitDVR, tyro.conf.subcommand("dvr")],
-]
+Fit = (
+    Annotated[FitOccupancy, tyro.conf.subcommand("occupancy")]
+    | Annotated[FitDeepSDF, tyro.conf.subcommand("deepsdf")]
+    | Annotated[FitIGR, tyro.conf.subcommand("igr")]
+    | Annotated[FitDVR, tyro.conf.subcommand("dvr")]
+)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import trimesh
 from tqdm.auto import tqdm
 
 from envs.io import atomic_path, atomic_write_text
@@ -25,11 +26,10 @@ from vision3d.camera import Intrinsics, sphere_poses
 from vision3d.commands import FitDVR, FitIGR, FitOccupancy, fit, reconstruct
 from vision3d.dataset import ExportConfig, export_dataset, load_blender, load_mesh
 from vision3d.deepsdf import DeepSDFConfig, fit_deepsdf_model, interpolate
-from vision3d.dvr import load_dvr, render_field
+from vision3d.dvr import DVRConfig, load_dvr, render_field
 from vision3d.extraction import extract_mesh
 from vision3d.igr import IGRConfig
 from vision3d.occupancy import OccupancyConfig
-from vision3d.dvr import DVRConfig
 from vision3d.render import MeshRenderer, composite, framing_radius
 
 
@@ -61,9 +61,9 @@ def _steps(config: Any, steps: int, progress: bool) -> Any:
     return dataclasses.replace(config, fit=dataclasses.replace(config.fit, steps=steps, progress=progress))
 
 
-def _view(mesh, intrinsics: Intrinsics, c2w: np.ndarray) -> np.ndarray:  # -> [H, W, 3] float in [0, 1]
+def _view(mesh: trimesh.Trimesh, intrinsics: Intrinsics, c2w: np.ndarray) -> np.ndarray:  # -> [H, W, 3] in [0, 1]
     with MeshRenderer(mesh, intrinsics) as renderer:
-        return composite(renderer.render(c2w)[0])
+        return composite(renderer.render(c2w)[0]) / 255.0
 
 
 def _grid_picture(path: Path, images: list[np.ndarray], titles: list[str], columns: int) -> None:
@@ -122,7 +122,7 @@ def run_demo(args: Demo) -> Path:
         export_dataset(name, data_root / name, config=ExportConfig(views=4, size=32, val_views=1, test_views=1))
 
     results: dict[str, dict[str, Any]] = {}
-    common = dict(data=(data,), resolution=args.resolution)
+    common: dict[str, Any] = {"data": (data,), "resolution": args.resolution}
     for method, fit_args in (
         ("occupancy", FitOccupancy(out=runs / "occupancy", config=_steps(OccupancyConfig(), args.occupancy_steps,
                                                                           args.progress), **common)),
