@@ -246,7 +246,7 @@ def fit(objective: Objective, config: FitConfig, run_dir: Path, resume: bool = F
         elapsed = time.perf_counter() - start
         bar.update(1)
         if step % config.log_every == 0 or step == config.steps:
-            row = {"step": float(step), "lr": config.lr * factor, "seconds": elapsed}
+            row = {"step": step, "lr": config.lr * factor, "seconds": elapsed}
             row.update({k: float(np.mean(v)) for k, v in pending.items()})
             rows.append(row)
             pending = {}
