@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
 
 import tyro
 
 from agents.commands import Evaluate, Solve, Train, evaluate_saved, solve, train
-from envs.cli import run_main
-
-
-def report(summary: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({k: v for k, v in summary.items() if k != "out"}))
-        return
-    for key, value in summary.items():
-        if isinstance(value, list):
-            value = f"[{len(value)} values]"
-        elif isinstance(value, float):
-            value = f"{value:.6g}"
-        print(f"{key:>14}: {value}")
+from envs.cli import report, run_main
 
 
 def main(argv: list[str] | None = None) -> int:

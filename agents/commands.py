@@ -346,11 +346,11 @@ def train_deep(args: Train) -> dict[str, Any]:
 
 
 def evaluate_deep(args: Evaluate) -> dict[str, Any]:
-    from agents.deep.trainer import load_checkpoint
+    from envs.io import load_torch_checkpoint
 
     if not args.agent.is_file():
         raise ValueError(f"checkpoint {args.agent} does not exist")
-    state = load_checkpoint(args.agent)["agent"]
+    state = load_torch_checkpoint(args.agent)["agent"]
     agent = build_deep_agent(state["name"], lambda: gym.wrappers.RecordEpisodeStatistics(stacked_env(args)),
                              state.get("config"), 0, int(state["steps"]))
     try:

@@ -1,10 +1,12 @@
-"""Running a package's command line: a ``ValueError`` (bad input) ends it with one line, no traceback."""
+"""Running a package's command line: a ``ValueError`` (bad input) ends it with one line, no traceback;
+summaries print as one JSON object (``--json``) or as aligned ``key: value`` lines."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 def run_main(main: Callable[[], int]) -> NoReturn:
@@ -13,3 +15,17 @@ def run_main(main: Callable[[], int]) -> NoReturn:
         sys.exit(main())
     except ValueError as err:
         sys.exit(f"error: {err}")
+
+
+def report(summary: dict[str, Any], as_json: bool) -> None:
+    """Print a command's summary: one JSON line, or ``key: value`` lines (long lists and dicts abridged)."""
+    if as_json:
+        print(json.dumps({k: v for k, v in summary.items() if k != "out"}))
+        return
+    for key, value in summary.items():
+        if isinstance(value, (list, dict)):
+            text = json.dumps(value)
+            value = text if len(text) < 100 else f"[{len(value)} entries]"
+        elif isinstance(value, float):
+            value = f"{value:.6g}"
+        print(f"{key:>20}: {value}")

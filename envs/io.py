@@ -7,10 +7,13 @@ previous file intact. ``envs`` is the lowest package, so it owns this helper for
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -47,3 +50,33 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def atomic_write_csv(path: str | os.PathLike[str], rows: list[dict[str, float]]) -> None:
+    """Write ``rows`` as CSV atomically; the header is every key, in order of first appearance."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
+
+
+def atomic_torch_save(path: str | os.PathLike[str], state: Any) -> None:
+    """``torch.save(state)`` to ``path`` atomically (the training loops' checkpoints)."""
+    import torch  # torch is an optional dependency of the packages above; envs itself needs none
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_torch_checkpoint(path: str | os.PathLike[str], map_location: str | None = None) -> dict[str, Any]:
+    """``torch.load`` a checkpoint; a missing, truncated or foreign file is a ``ValueError`` naming it."""
+    import torch
+
+    try:
+        return torch.load(path, weights_only=False, map_location=map_location)
+    except (OSError, EOFError, RuntimeError, ValueError) as err:
+        raise ValueError(f"checkpoint {path} cannot be read (truncated or not a checkpoint): {err}") from err

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
 
 # Headless rendering through OSMesa unless the user chose a platform (EGL on a GPU machine).
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
 import tyro
 
-from envs.cli import run_main
-
-
-def report(summary: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(summary))
-        return
-    for key, value in summary.items():
-        if isinstance(value, (list, dict)):
-            value = json.dumps(value) if len(json.dumps(value)) < 100 else f"[{len(value)} entries]"
-        elif isinstance(value, float):
-            value = f"{value:.6g}"
-        print(f"{key:>20}: {value}")
+from envs.cli import report, run_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,6 @@ on the device ``resolve_device(config.device)``.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from envs.io import atomic_path, atomic_write_text
+from envs.io import atomic_torch_save, atomic_write_csv, load_torch_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
@@ -145,37 +143,12 @@ def lr_factor(step: int, steps: int, schedule: str, lr_min_ratio: float) -> floa
     return lr_min_ratio + (1.0 - lr_min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` with ``torch.save`` atomically (temp file + rename)."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by ``fit``; a truncated or foreign file is a ``ValueError``."""
-    try:
-        return torch.load(path, weights_only=False, map_location="cpu")
-    except (OSError, EOFError, RuntimeError, ValueError) as err:
-        raise ValueError(f"checkpoint {path} cannot be read (truncated or not a checkpoint): {err}") from err
-
-
 def load_modules(run_dir: Path, modules: dict[str, nn.Module]) -> int:
     """Load the modules of ``run_dir/checkpoint.pt`` into ``modules``; returns the checkpoint's step."""
-    state = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    state = load_torch_checkpoint(Path(run_dir) / CHECKPOINT, map_location="cpu")
     for name, module in modules.items():
         module.load_state_dict(state["modules"][name])
     return int(state["step"])
-
-
-def _csv(rows: list[dict[str, float]]) -> str:
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
 
 
 def fit(objective: Objective, config: FitConfig, run_dir: Path, resume: bool = False, desc: str = "fit") -> FitResult:
@@ -191,7 +164,7 @@ def fit(objective: Objective, config: FitConfig, run_dir: Path, resume: bool = F
     pending: dict[str, list[float]] = {}  # logged terms since the last row
     elapsed = 0.0
     if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
+        state = load_torch_checkpoint(checkpoint, map_location="cpu")
         for name, module in modules.items():
             module.load_state_dict(state["modules"][name])
         optimizer.load_state_dict(state["optimizer"])
@@ -250,9 +223,9 @@ def fit(objective: Objective, config: FitConfig, run_dir: Path, resume: bool = F
             row.update({k: float(np.mean(v)) for k, v in pending.items()})
             rows.append(row)
             pending = {}
-            atomic_write_text(run_dir / METRICS, _csv(rows))
+            atomic_write_csv(run_dir / METRICS, rows)
             bar.set_postfix(loss=f"{row['loss']:.4g}")
         if step % config.checkpoint_every == 0 or step == config.steps:
-            save_checkpoint(checkpoint, snapshot())
+            atomic_torch_save(checkpoint, snapshot())
     bar.close()
     return FitResult(step, losses[-1] if losses else float("nan"), list(losses), list(rows), run_dir)

@@ -11,8 +11,6 @@ Run folder:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from collections.abc import Callable
@@ -21,12 +19,11 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from agents.deep.base import DeepAgent
 from agents.rollout import evaluate
-from envs.io import atomic_path, atomic_write_text
+from envs.io import atomic_torch_save, atomic_write_csv, load_torch_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -74,26 +71,7 @@ class RunResult(NamedTuple):
 
 
 def save_checkpoint(path: Path, agent: DeepAgent, loop: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"agent": agent.state_dict(), "loop": loop}, tmp)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, weights_only=False)
-    except (OSError, EOFError, RuntimeError, ValueError) as err:
-        raise ValueError(f"checkpoint {path} cannot be read (truncated or not a checkpoint): {err}") from err
-
-
-def _csv(rows: list[dict[str, float]]) -> str:
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
+    atomic_torch_save(path, {"agent": agent.state_dict(), "loop": loop})
 
 
 def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig) -> RunResult:
@@ -102,7 +80,7 @@ def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig) ->
     checkpoint = run.out / CHECKPOINT
     loop: dict[str, Any] = {"rows": [], "episodes": 0, "next_eval": run.eval_every, "best": -math.inf, "best_step": 0}
     if run.resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
+        state = load_torch_checkpoint(checkpoint)
         agent.load_state_dict(state["agent"])
         loop = state["loop"]
     writer = None
@@ -140,7 +118,7 @@ def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig) ->
             loop["rows"].append(row)
             loop["next_eval"] = agent.steps + run.eval_every
             recent, losses = [], {}
-            atomic_write_text(run.out / "metrics.csv", _csv(loop["rows"]))
+            atomic_write_csv(run.out / "metrics.csv", loop["rows"])
             if row["eval_mean"] >= loop["best"]:  # ties go to the later, longer-trained weights
                 loop["best"], loop["best_step"] = row["eval_mean"], agent.steps
                 save_checkpoint(run.out / BEST, agent, loop)
@@ -159,7 +137,7 @@ def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig) ->
     last = final_evaluation()
     chosen = last
     if run.final == "best" and loop["best_step"] and loop["best_step"] != agent.steps:
-        agent.load_state_dict(load_checkpoint(run.out / BEST)["agent"])
+        agent.load_state_dict(load_torch_checkpoint(run.out / BEST)["agent"])
         chosen = final_evaluation()
     return RunResult(float(chosen.mean()), float(chosen.std()), int(loop["episodes"]), loop["rows"],
                      float(last.mean()), int(loop["best_step"]))

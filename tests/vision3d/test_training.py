@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from envs.io import load_torch_checkpoint as load_checkpoint
 from vision3d.training import (
     CHECKPOINT,
     FitConfig,
     TrainingDiverged,
     fit,
-    load_checkpoint,
     load_modules,
     lr_factor,
     seed_everything,
