@@ -6,14 +6,15 @@ BIN := $(VENV)/bin
 # The CPU build on this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 EXTRAS ?= test
-# pyrender pins PyOpenGL 3.1.0, which lacks OSMesaCreateContextAttribs; 3.1.10 renders headless.
-PYOPENGL := PyOpenGL==3.1.10
+# pyrender pins PyOpenGL 3.1.0, which lacks OSMesaCreateContextAttribs; 3.1.10 renders headless. So pyrender
+# goes in without its dependencies (the [3d] extra lists them, with PyOpenGL 3.1.10) and pip has no conflict.
+PYRENDER := pyrender==0.1.45
 SYSTEM_PACKAGES := libgl1 libgomp1 libusb-1.0-0 libosmesa6
 STAMP := $(VENV)/.installed-$(EXTRAS)
 OUT ?= outputs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test test-slow bench system-deps clean
+.PHONY: install demo demo-full test test-slow bench system-deps clean
 
 install: $(STAMP)
 
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
-	$(BIN)/python -m pip install --quiet $(PYOPENGL)
+	$(BIN)/python -m pip install --quiet --no-deps $(PYRENDER)
 	@touch $@
 
 # System libraries for the optional 3D and physics extras (OpenGL, OpenMP, USB for open3d, OSMesa
@@ -36,9 +37,17 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "note: missing system packages:$$missing (run: sudo apt-get install$$missing)"; fi
 
+# Each section trains a reduced budget live (its captions say so); demo-full runs the issues' full budgets.
 demo: install
+	$(BIN)/python -m generative demo --out $(OUT)
 	$(BIN)/python -m agents demo --out $(OUT)
 	$(BIN)/python -m vision3d demo --out $(OUT)
+	@echo "open $(OUT)/index.html"
+
+demo-full: install
+	$(BIN)/python -m generative demo --out $(OUT) --full
+	$(BIN)/python -m agents demo --out $(OUT) --full
+	$(BIN)/python -m vision3d demo --out $(OUT) --full
 	@echo "open $(OUT)/index.html"
 
 test: install

@@ -1,39 +1,49 @@
-"""What ``python -m agents solve | train | evaluate`` do: run the work, write the run folder, and
-return the summary that ``--json`` prints. The argument dataclasses here generate the command line.
+"""What ``python -m agents solve | train <agent> | evaluate`` do: run the work, write the run folder,
+and return the summary that ``--json`` prints.
+
+The argument dataclasses here generate the command line; ``train`` has one subcommand per agent of
+:mod:`agents.registry`, each with only the options of its family (a tabular agent has no
+``--tensorboard``, DQN no ``--epsilon``: argparse rejects them) and, for deep agents, every
+hyperparameter as ``--config.*``. Every run folder holds the ``config.json`` that reproduces it,
+takes a lock while it runs, and is never overwritten: a default folder gets a number
+(``...-seed0-2``), an explicit ``--out`` that already holds a run is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import io
+import sys
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import gymnasium as gym
 import numpy as np
+import tyro
 
-from agents.plots import learning_curves, save_figure, value_heatmap
+from agents.diagnostics import describe_grid_loop, find_loop
+from agents.plots import value_heatmap
+from agents.registry import TABULAR, deep_agents
 from agents.rollout import Episode, evaluate, record_video, rollout
 from agents.tabular.base import TabularAgent, TabularConfig
-from agents.tabular.dp import Solution, policy_iteration, value_iteration
-from agents.tabular.mc import MonteCarloControl, MonteCarloPrediction
+from agents.tabular.dp import Solution, diagnose, policy_iteration, value_iteration
 from agents.tabular.schedules import parse_schedule
-from agents.tabular.td import SARSA, TD0, QLearning
-from envs import ACTION_DELTAS, TabularMDP, make_env, parse_env_kwargs
-from envs.io import atomic_path, atomic_write_text
+from envs import TabularMDP, make_env, parse_env_kwargs
+from envs.gridworld import ACTION_DELTAS
+from envs.io.config import resumed
+from envs.io.figures import learning_curves, save_figure
+from envs.io.files import atomic_path, atomic_write_csv
+from envs.io.run import CONFIG, RunFolder, numbered
 
 Method = Literal["value-iteration", "policy-iteration"]
-AgentName = Literal["mc", "mc-prediction", "td0", "sarsa", "q-learning", "dqn", "reinforce", "actor-critic"]
-DEEP = ("dqn", "reinforce", "actor-critic")
-AGENTS: dict[str, type[TabularAgent]] = {
-    "mc": MonteCarloControl, "mc-prediction": MonteCarloPrediction, "td0": TD0, "sarsa": SARSA, "q-learning": QLearning,
-}
+DEFAULT_TIME_LIMIT = 1000
+VIDEO_STEPS = 200  # frames are held in memory until written; a video shows at most this many steps per episode
 
 
+# ---------------------------------------------------------------------- arguments
 @dataclass
 class Solve:
     """Solve a known MDP by dynamic programming; write a value heatmap and solution.npz."""
@@ -46,8 +56,10 @@ class Solve:
     """Discount factor; default: the environment's own (mp/ ids), else 0.99."""
     tol: float = 1e-8
     """Stop when the sup-norm change between iterations is at most this."""
+    max_iterations: int = 100_000
+    """Give up (and say so) after this many sweeps or rounds."""
     out: Path | None = None
-    """Run folder; default runs/solve/<env>-<method>."""
+    """Output folder; default runs/solve/<env>-<method>."""
     option: tuple[str, ...] = ()
     """Environment keyword arguments as key=value, e.g. --option size=100."""
     json: bool = False
@@ -55,51 +67,120 @@ class Solve:
 
 
 @dataclass
-class Train:
-    """Train a model-free tabular agent; write metrics.csv, curve.png, value.png, agent.npz, eval.mp4."""
+class TrainArgs:
+    """Options of every agent."""
+
+    agent_name: ClassVar[str] = ""
 
     env: str
-    """Environment id with Discrete observations and actions, e.g. mp/CliffWalking-v0."""
-    agent: AgentName = "q-learning"
-    """Tabular: mc (on-policy MC control), mc-prediction, td0 (prediction), sarsa, q-learning. Deep: dqn, reinforce, actor-critic."""
-    episodes: int = 500
-    """Tabular agents: number of training episodes."""
-    steps: int = 50_000
-    """Deep agents: environment steps to train for."""
-    eval_every: int = 5_000
-    """Deep agents: environment steps between greedy evaluations and checkpoints."""
-    resume: Path | None = None
-    """Deep agents: continue the run in this folder from its checkpoint.pt (same seed, same curve)."""
-    tensorboard: bool = False
-    """Deep agents: also log to <out>/tensorboard."""
-    frame_stack: int = 1
-    """Deep agents: feed the last K observations stacked (Gymnasium's FrameStackObservation), e.g. 4 for pixels."""
+    """Environment id, e.g. mp/CliffWalking-v0 (tabular agents: Discrete observations and actions)."""
     seed: int = 0
     """Seed of the environment and the agent; same seed, same run."""
     out: Path | None = None
-    """Run folder; default runs/<agent>/<env>-seed<seed>."""
+    """Run folder; default runs/<agent>/<env>-seed<seed>, numbered -2, -3, ... if it already holds a run."""
     gamma: float | None = None
     """Discount factor; default: the environment's own (mp/ ids), else 0.99."""
-    alpha: str | None = None
-    """Step size: a number or a schedule (linear:1.0:0.05:400, exp:1.0:0.01:0.99); default 0.1 (TD), sample average (MC)."""
-    epsilon: str = "0.1"
-    """Exploration rate of control agents: a number or a schedule, as for alpha."""
-    every_visit: bool = False
-    """Monte Carlo: average every visit of a state instead of the first one."""
-    policy: Path | None = None
-    """Prediction agents: .npz holding a 'policy' array (a solution.npz from solve); default uniform random."""
     max_episode_steps: int | None = None
     """Time limit of an episode; default: the id's own, or 1000 for ids without one."""
     option: tuple[str, ...] = ()
-    """Environment keyword arguments as key=value."""
+    """Environment keyword arguments as key=value, e.g. --option size=30 slip=0.1."""
     video_episodes: int = 1
     """Greedy episodes recorded into eval.mp4 (0 for none)."""
     progress: bool = True
     """Show a progress bar."""
     json: bool = False
-    """Print one JSON object: tabular {agent, env, episodes, mean_return, greedy_return, seconds};
-    deep {agent, env, steps, mean_return, std_return, episodes, seconds, best_step, last_mean_return}: 20 greedy
-    episodes of the best-evaluated weights (best.pt, from step best_step) and of the last weights."""
+    """Print the summary as one JSON object."""
+
+
+@dataclass
+class Explores:
+    """Options of control agents."""
+
+    epsilon: str = "0.1"
+    """Exploration rate: a number or a schedule (linear:1.0:0.05:400, exp:1.0:0.01:0.99)."""
+
+
+@dataclass
+class AveragesVisits:
+    """Options of Monte Carlo agents."""
+
+    every_visit: bool = False
+    """Average every visit of a state instead of the first one."""
+
+
+@dataclass
+class Evaluates:
+    """Options of prediction agents."""
+
+    policy: Path | None = None
+    """.npz holding a 'policy' array (a solution.npz from solve); default uniform random."""
+
+
+@dataclass
+class TabularArgs(TrainArgs):
+    """Options of the tabular agents; writes metrics.csv, curve.png, value.png, agent.npz, eval.mp4."""
+
+    episodes: int = 500
+    """Training episodes."""
+    alpha: str | None = None
+    """Step size: a number or a schedule (linear:1.0:0.05:400); default 0.1 (TD), sample averages (MC)."""
+
+
+@dataclass
+class DeepArgs(TrainArgs):
+    """Options of the deep agents; writes metrics.csv, curve.png, eval.mp4, checkpoint.pt, best.pt."""
+
+    steps: int = 50_000
+    """Environment steps to train for."""
+    eval_every: int = 5_000
+    """Environment steps between greedy evaluations and checkpoints."""
+    resume: Path | None = None
+    """Continue the run in this folder from its checkpoint.pt, with the options of its config.json."""
+    tensorboard: bool = False
+    """Also log to <out>/tensorboard."""
+    frame_stack: int = 1
+    """Feed the last K observations stacked (Gymnasium's FrameStackObservation), e.g. 4 for pixels."""
+    threads: int = 1
+    """Torch CPU threads (one is the fastest for these small networks on a busy 2-core machine)."""
+
+
+RESUMABLE = ("steps", "progress", "json", "video_episodes", "tensorboard", "threads", "resume", "out")
+"""Options that a resumed deep run takes from the command line; the others come from its config.json."""
+
+
+def _tabular_command(name: str) -> type[TabularArgs]:
+    entry = TABULAR[name]
+    mixins = ([Explores] if entry.control else [Evaluates]) + ([AveragesVisits] if entry.monte_carlo else [])
+    cls = dataclasses.make_dataclass(f"Train{name.title().replace('-', '')}", [], bases=(*mixins, TabularArgs),
+                                     namespace={"agent_name": name, "__module__": __name__})
+    cls.__doc__ = entry.summary
+    return cls
+
+
+def _deep_command(name: str, config: type, summary: str) -> type[DeepArgs]:
+    cls = dataclasses.make_dataclass(
+        f"Train{name.title().replace('-', '')}",
+        [("config", Annotated[config, tyro.conf.arg(help=f"{name} hyperparameters.")], field(default_factory=config))],
+        bases=(DeepArgs,), namespace={"agent_name": name, "__module__": __name__},
+    )
+    cls.__doc__ = summary
+    return cls
+
+
+TRAIN_COMMANDS: dict[str, type[TrainArgs]] = {
+    **{name: _tabular_command(name) for name in TABULAR},
+    **{name: _deep_command(name, entry.config, entry.summary) for name, entry in deep_agents().items()},
+}
+TrainAgent = Union[tuple(Annotated[cls, tyro.conf.subcommand(name, description=cls.__doc__)]  # noqa: UP007
+                         for name, cls in TRAIN_COMMANDS.items())]
+"""One subcommand per agent."""
+
+
+@dataclass
+class TrainCommand:
+    """Train an agent: tabular (notes §11.1-11.2) or deep (notes §11.3)."""
+
+    agent: Annotated[TrainAgent, tyro.conf.arg(name="")]
 
 
 @dataclass
@@ -109,7 +190,7 @@ class Evaluate:
     env: str
     """Environment id the agent was trained on."""
     agent: Path
-    """A saved agent: agent.npz (tabular) or checkpoint.pt (deep), e.g. runs/dqn/CartPole-v1-seed0/checkpoint.pt."""
+    """A saved agent: agent.npz (tabular) or checkpoint.pt / best.pt (deep)."""
     episodes: int = 10
     """Number of evaluation episodes."""
     seed: int = 0
@@ -117,7 +198,7 @@ class Evaluate:
     video: Path | None = None
     """Write the first episodes to this MP4."""
     frame_stack: int = 1
-    """Deep agents: as in training; feed the last K observations stacked (Gymnasium's FrameStackObservation), e.g. 4 for pixels."""
+    """Deep agents: as in training, the last K observations stacked."""
     max_episode_steps: int | None = None
     """Time limit of an episode; default: the id's own, or 1000 for ids without one."""
     option: tuple[str, ...] = ()
@@ -127,23 +208,19 @@ class Evaluate:
 
 
 # ---------------------------------------------------------------------- helpers
-DEFAULT_TIME_LIMIT = 1000
-VIDEO_STEPS = 200  # frames are held in memory until written; a video shows at most this many steps per episode
-
-
-def task_env(args: Train | Evaluate, **extra: Any) -> gym.Env:
+def task_env(args: TrainArgs | Evaluate, **extra: Any) -> gym.Env:
     """The environment of a run, always with a time limit: a learned greedy policy can loop forever
     in an id registered without one (Gymnasium's CliffWalking-v1)."""
-    env = make_env(args.env, **parse_env_kwargs(args.option), **extra)
-    limit = args.max_episode_steps or (env.spec.max_episode_steps if env.spec else None)
     if args.max_episode_steps is not None and args.max_episode_steps < 1:
         raise ValueError(f"max_episode_steps must be at least 1, got {args.max_episode_steps}")
+    env = make_env(args.env, **parse_env_kwargs(args.option), **extra)
+    limit = args.max_episode_steps or (env.spec.max_episode_steps if env.spec else None)
     if limit is None or args.max_episode_steps is not None:
         env = gym.wrappers.TimeLimit(env, limit or DEFAULT_TIME_LIMIT)
     return env
 
 
-def stacked_env(args: Train | Evaluate, **extra: Any) -> gym.Env:
+def stacked_env(args: DeepArgs | Evaluate, **extra: Any) -> gym.Env:
     """:func:`task_env` with the last ``args.frame_stack`` observations stacked (for deep agents)."""
     if args.frame_stack < 1:
         raise ValueError(f"frame_stack must be at least 1, got {args.frame_stack}")
@@ -173,103 +250,222 @@ def slug(env_id: str) -> str:
     return env_id.replace("/", "_").replace(":", "_")
 
 
+def grid_layout(env: gym.Env) -> tuple[tuple[int, int], np.ndarray] | None:
+    """``(shape, cell labels)`` of a grid environment (our gridworlds, FrozenLake), else ``None``."""
+    base = env.unwrapped
+    if hasattr(base, "grid") and hasattr(base, "shape"):
+        return tuple(base.shape), np.asarray(base.grid.cells)
+    if hasattr(base, "desc"):
+        desc = np.asarray(base.desc).astype(str)
+        return desc.shape, desc
+    return None
+
+
 def write_value_picture(env: gym.Env, V: np.ndarray, policy: np.ndarray | None, path: Path, title: str,
                         trajectory: Episode | None = None) -> Path | None:
-    """A heatmap of ``V`` with policy arrows for grid environments; ``None`` if the env is no grid."""
+    """A heatmap of ``V`` with policy arrows, cell kinds and a path for grid environments; ``None`` otherwise."""
     base = env.unwrapped
-    if hasattr(base, "to_grid"):  # our gridworlds: walls and cliffs masked
-        grid, shape = base.to_grid(V), base.shape
-    elif hasattr(base, "desc") and np.size(base.desc) == np.size(V):  # FrozenLake (our action order)
-        shape = base.desc.shape
-        grid = np.asarray(V, dtype=np.float64).reshape(shape)
-    else:
+    layout = grid_layout(env)
+    if layout is None or int(np.prod(layout[0])) != np.size(V):
         return None
+    shape, labels = layout
+    grid = base.to_grid(V) if hasattr(base, "to_grid") else np.asarray(V, dtype=np.float64).reshape(shape)
     arrows = None
     if policy is not None:
         arrows = np.asarray(policy).reshape(shape).copy()
         arrows[np.isnan(grid)] = -1
         if hasattr(base, "mdp"):
             arrows[base.mdp.terminal.reshape(shape)] = -1
-    cells = None
-    if trajectory is not None:
-        cells = [divmod(int(s), shape[1]) for s in trajectory.observations]
-    return save_figure(value_heatmap(grid, arrows, action_deltas=ACTION_DELTAS, path=cells, title=title), path)
+    cells = [divmod(int(s), shape[1]) for s in trajectory.observations] if trajectory is not None else None
+    return save_figure(value_heatmap(grid, arrows, action_deltas=ACTION_DELTAS, path=cells, title=title, labels=labels),
+                       path)
 
 
 def load_policy(path: Path) -> np.ndarray:
     """The ``policy`` array of a ``solution.npz`` or ``agent.npz``."""
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             if "policy" not in data:
                 raise ValueError(f"{path} has no 'policy' array (keys: {', '.join(data.files)})")
             return data["policy"]
     except (OSError, EOFError) as err:
-        raise ValueError(f"cannot read a policy from {path}: {err}") from err
+        raise ValueError(f"cannot read a policy from {path}: {err}") from None
 
 
-# ---------------------------------------------------------------------- commands
+def greedy_loop(env: gym.Env, mdp: TabularMDP, episode: Episode) -> str | None:
+    """Where a greedy episode that the time limit cut is stuck, in a deterministic gridworld."""
+    deterministic = bool(np.all(np.diff(mdp.P.indptr) == 1))
+    layout = grid_layout(env)
+    if not episode.truncated or not deterministic or layout is None:
+        return None
+    loop = find_loop(episode.observations)
+    return describe_grid_loop(loop, layout[0]) if loop is not None else None
+
+
+def default_out(args: TrainArgs) -> Path:
+    return numbered(Path("runs") / args.agent_name / f"{slug(args.env)}-seed{args.seed}")
+
+
+# ---------------------------------------------------------------------- solve
 def solve(args: Solve) -> dict[str, Any]:
     env = make_env(args.env, **parse_env_kwargs(args.option))
     gamma = task_gamma(env, args.gamma)
     mdp = model_of(env, gamma)
     start = time.perf_counter()
-    solution: Solution = value_iteration(mdp, tol=args.tol) if args.method == "value-iteration" else policy_iteration(mdp, tol=args.tol)
+    solver = value_iteration if args.method == "value-iteration" else policy_iteration
+    with warnings.catch_warnings():  # a solver that runs out of iterations warns; diagnose() says it below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        solution: Solution = solver(mdp, tol=args.tol, max_iterations=args.max_iterations)
     seconds = time.perf_counter() - start
     out = args.out or Path("runs/solve") / f"{slug(args.env)}-{args.method}"
     with atomic_path(out / "solution.npz") as tmp:
-        np.savez(tmp, V=solution.V, Q=solution.Q, policy=solution.policy, gamma=gamma,
-                 iterations=solution.iterations, residuals=solution.residuals, env=args.env, method=args.method)
+        np.savez(tmp, V=solution.V, Q=solution.Q, policy=solution.policy, gamma=gamma, iterations=solution.iterations,
+                 residuals=solution.residuals, converged=solution.converged, env=args.env, method=args.method)
+    greedy = rollout(env, lambda s: int(solution.policy[s]), seed=0) if grid_layout(env) is not None else None
     title = f"{args.env}: V* and greedy policy ({args.method}, gamma={gamma:g}, {solution.iterations} iterations)"
-    write_value_picture(env, solution.V, solution.policy, out / "value.png", title)
+    write_value_picture(env, solution.V, solution.policy, out / "value.png", title, greedy)
+    problem = diagnose(mdp, solution)
+    if problem is not None:
+        raise ValueError(f"{args.env}: {problem} (the values are in {out / 'solution.npz'})")
     return {"env": args.env, "method": args.method, "gamma": gamma, "iterations": solution.iterations,
             "V": solution.V.tolist(), "policy": solution.policy.tolist(), "seconds": seconds, "out": str(out)}
 
 
-def build_agent(args: Train, gamma: float) -> TabularAgent:
-    cls = AGENTS[args.agent]
-    alpha = parse_schedule(args.alpha) if args.alpha is not None else cls.default_config().alpha
-    config = TabularConfig(gamma=gamma, alpha=alpha, epsilon=parse_schedule(args.epsilon))
-    kwargs: dict[str, Any] = {"config": config}
-    if args.agent in ("mc", "mc-prediction"):
-        kwargs["first_visit"] = not args.every_visit
-    if args.agent in ("mc-prediction", "td0"):
-        kwargs["policy"] = load_policy(args.policy) if args.policy is not None else None
-    elif args.policy is not None:
-        raise ValueError(f"--policy is for prediction agents (mc-prediction, td0), not {args.agent}")
-    return cls(**kwargs)
+# ---------------------------------------------------------------------- train
+def build_agent(args: TabularArgs, gamma: float) -> TabularAgent:
+    entry = TABULAR[args.agent_name]
+    alpha = parse_schedule(args.alpha) if args.alpha is not None else entry.cls.default_config().alpha
+    epsilon = parse_schedule(args.epsilon) if entry.control else TabularConfig().epsilon  # type: ignore[attr-defined]
+    kwargs: dict[str, Any] = {"config": TabularConfig(gamma=gamma, alpha=alpha, epsilon=epsilon)}
+    if entry.monte_carlo:
+        kwargs["first_visit"] = not args.every_visit  # type: ignore[attr-defined]
+    if not entry.control:
+        policy = args.policy  # type: ignore[attr-defined]
+        kwargs["policy"] = load_policy(policy) if policy is not None else None
+    return entry.cls(**kwargs)
 
 
-def train(args: Train) -> dict[str, Any]:
-    if args.agent in DEEP:
-        return train_deep(args)
+def train(args: TrainArgs) -> dict[str, Any]:
+    return train_deep(args) if isinstance(args, DeepArgs) else train_tabular(args)  # type: ignore[arg-type]
+
+
+def train_tabular(args: TabularArgs) -> dict[str, Any]:
     if args.episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {args.episodes}")
     env = task_env(args)
-    agent = build_agent(args, task_gamma(env, args.gamma))
-    start = time.perf_counter()
-    log = agent.fit(env, args.episodes, seed=args.seed, progress=args.progress)
-    seconds = time.perf_counter() - start
-    out = args.out or Path("runs") / args.agent / f"{slug(args.env)}-seed{args.seed}"
-
-    agent.save(out / "agent.npz")
-    csv = io.StringIO()
-    csv.write("episode,return,length,epsilon\n")
-    for i, (g, n, e) in enumerate(zip(log.returns, log.lengths, log.epsilons)):
-        csv.write(f"{i},{g:.6g},{n},{e:.6g}\n")
-    atomic_write_text(out / "metrics.csv", csv.getvalue())
-    save_figure(learning_curves({args.agent: log.returns}, title=f"{args.agent} on {args.env}"), out / "curve.png")
-
-    greedy = rollout(env, agent.act, seed=args.seed)
-    write_value_picture(env, agent.value, agent.policy if agent.policy.ndim == 1 else None, out / "value.png",
-                        f"{args.agent} on {args.env}: learned values and greedy path", greedy)
-    if args.video_episodes > 0:
-        record_video(video_env(task_env(args, render_mode="rgb_array")), agent.act, out / "eval.mp4",
-                     episodes=args.video_episodes, seed=args.seed, max_steps=VIDEO_STEPS)
+    gamma = task_gamma(env, args.gamma)
+    agent = build_agent(args, gamma)
+    out = args.out or default_out(args)
+    with RunFolder(out, config=args):
+        start = time.perf_counter()
+        log = agent.fit(env, args.episodes, seed=args.seed, progress=args.progress)
+        seconds = time.perf_counter() - start
+        agent.save(out / "agent.npz")
+        atomic_write_csv(out / "metrics.csv", [{"episode": i, "return": g, "length": n, "epsilon": e}
+                                               for i, (g, n, e) in enumerate(zip(log.returns, log.lengths, log.epsilons))])
+        save_figure(learning_curves({args.agent_name: log.returns}, title=f"{args.agent_name} on {args.env}"),
+                    out / "curve.png")
+        greedy = rollout(env, agent.act, seed=args.seed)
+        write_value_picture(env, agent.value, agent.policy if agent.policy.ndim == 1 else None, out / "value.png",
+                            f"{args.agent_name} on {args.env}: learned values and greedy path", greedy)
+        if args.video_episodes > 0:
+            record_video(video_env(task_env(args, render_mode="rgb_array")), agent.act, out / "eval.mp4",
+                         episodes=args.video_episodes, seed=args.seed, max_steps=VIDEO_STEPS)
     recent = log.returns[-min(100, len(log.returns)):]
-    return {"agent": args.agent, "env": args.env, "episodes": args.episodes, "mean_return": float(np.mean(recent)),
-            "greedy_return": float(greedy.return_), "seconds": seconds, "out": str(out)}
+    summary = {"agent": args.agent_name, "env": args.env, "episodes": args.episodes, "mean_return": float(np.mean(recent)),
+               "greedy_return": float(greedy.return_), "seconds": seconds, "out": str(out)}
+    loop = greedy_loop(env, model_of(env, gamma), greedy) if TABULAR[args.agent_name].control else None
+    if loop is not None:
+        summary["greedy_loop"] = loop
+    return summary
 
 
+def build_deep_agent(name: str, make: Callable[[], gym.Env], config: Any, seed: int, steps: int) -> Any:
+    """A deep agent ``name`` with ``config`` (its dataclass, or a dict of its fields)."""
+    import inspect
+
+    agents = deep_agents()
+    if name not in agents:
+        raise ValueError(f"unknown deep agent {name!r}; known: {', '.join(agents)}")
+    entry = agents[name]
+    if not isinstance(config, entry.config):
+        from envs.io.config import from_jsonable
+
+        config = from_jsonable(entry.config, config or {}, f"{name} config")
+    kwargs: dict[str, Any] = {"total_steps": steps} if "total_steps" in inspect.signature(entry.cls).parameters else {}
+    return entry.cls(make, config, seed=seed, **kwargs)
+
+
+def resumed_deep(args: DeepArgs, say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> DeepArgs:
+    """The run a ``--resume DIR`` continues: DIR's ``config.json``, except :data:`RESUMABLE` options."""
+    import json
+
+    assert args.resume is not None
+    path = args.resume / CONFIG
+    if not (args.resume / "checkpoint.pt").is_file():
+        raise ValueError(f"--resume: {args.resume} holds no checkpoint.pt, so there is nothing to resume")
+    if not path.is_file():
+        raise ValueError(f"--resume: {args.resume} holds no {CONFIG}, so its options are unknown")
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    merged, ignored = resumed(type(args), stored, dataclasses.replace(args, out=args.resume), RESUMABLE, str(path))
+    if ignored:
+        say(f"note: resuming {args.resume} with its stored {CONFIG}; these options differ here and are ignored: "
+            + ", ".join(ignored))
+    return merged
+
+
+def train_deep(args: DeepArgs) -> dict[str, Any]:
+    import torch
+
+    from agents.deep.trainer import RunConfig
+    from agents.deep.trainer import train as run_loop
+
+    if args.resume is not None:
+        args = resumed_deep(args)
+    if args.steps < 1:
+        raise ValueError(f"steps must be at least 1, got {args.steps}")
+    if args.threads < 1:
+        raise ValueError(f"threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    out = args.resume or args.out or default_out(args)
+    make = lambda: gym.wrappers.RecordEpisodeStatistics(stacked_env(args))  # noqa: E731
+    config = args.config  # type: ignore[attr-defined]
+    if args.gamma is not None:
+        config = dataclasses.replace(config, gamma=args.gamma)
+    run = RunConfig(steps=args.steps, out=out, eval_every=args.eval_every, seed=args.seed,
+                    resume=args.resume is not None, tensorboard=args.tensorboard, progress=args.progress)
+    with RunFolder(out, config=dataclasses.replace(args, out=out), resume=run.resume,
+                   tensorboard=args.tensorboard) as folder:
+        agent = build_deep_agent(args.agent_name, make, config, args.seed, args.steps)
+        try:
+            start = time.perf_counter()
+            result = run_loop(agent, lambda: stacked_env(args), run, folder)
+            seconds = time.perf_counter() - start
+            steps = np.array([r["step"] for r in result.rows], dtype=np.float64)
+            curves = {"greedy evaluation": (steps, [r["eval_mean"] for r in result.rows]),
+                      "training episodes": (steps, [r["train_return"] for r in result.rows])}
+            save_figure(learning_curves(curves, window=1, xlabel="environment steps",
+                                        title=f"{args.agent_name} on {args.env}"), out / "curve.png")
+            if args.video_episodes > 0:
+                try:
+                    env = video_env(stacked_env(args, render_mode="rgb_array"))
+                except (ValueError, TypeError) as err:  # no rgb_array rendering: no video
+                    print(f"note: no video ({err})", file=sys.stderr)
+                else:
+                    record_video(env, lambda o: agent.act(o), out / "eval.mp4", episodes=args.video_episodes,
+                                 seed=args.seed, max_steps=VIDEO_STEPS)
+                    env.close()
+        finally:
+            agent.close()
+    return {"agent": args.agent_name, "env": args.env, "steps": args.steps, "mean_return": result.mean_return,
+            "std_return": result.std_return, "episodes": result.episodes, "seconds": seconds,
+            "best_step": result.best_step, "last_mean_return": result.last_mean_return, "out": str(out)}
+
+
+# ---------------------------------------------------------------------- evaluate
 def evaluate_saved(args: Evaluate) -> dict[str, Any]:
     if args.episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {args.episodes}")
@@ -285,84 +481,31 @@ def evaluate_saved(args: Evaluate) -> dict[str, Any]:
         )
     returns = evaluate(env, agent.act, args.episodes, seed=args.seed)
     if args.video is not None:
-        record_video(video_env(task_env(args, render_mode="rgb_array")), agent.act, args.video, episodes=min(args.episodes, 3),
-                     seed=args.seed, max_steps=VIDEO_STEPS)
+        record_video(video_env(task_env(args, render_mode="rgb_array")), agent.act, args.video,
+                     episodes=min(args.episodes, 3), seed=args.seed, max_steps=VIDEO_STEPS)
     return {"env": args.env, "agent": str(args.agent), "episodes": args.episodes, "mean_return": float(returns.mean()),
             "std_return": float(returns.std()), "returns": returns.tolist()}
 
 
-# ---------------------------------------------------------------------- deep agents
-def build_deep_agent(name: str, make: Callable[[], gym.Env], config: dict[str, Any] | None, seed: int, steps: int) -> Any:
-    """A deep agent ``name`` with its config class filled from ``config`` (defaults where missing)."""
-    from agents.deep import AGENTS as DEEP_AGENTS
-
-    if name not in DEEP_AGENTS:
-        raise ValueError(f"unknown deep agent {name!r}; known: {', '.join(DEEP_AGENTS)}")
-    cls, config_cls = DEEP_AGENTS[name]
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in (config or {}).items() if k in fields}
-    kwargs: dict[str, Any] = {"total_steps": steps} if "total_steps" in inspect.signature(cls).parameters else {}
-    return cls(make, config_cls(**values), seed=seed, **kwargs)
-
-
-def train_deep(args: Train) -> dict[str, Any]:
-    import torch
-
-    from agents.deep import RunConfig
-    from agents.deep import train as run_loop
-    from agents.deep.networks import is_image_space
-
-    if args.steps < 1:
-        raise ValueError(f"steps must be at least 1, got {args.steps}")
-    out = args.resume or args.out or Path("runs") / args.agent / f"{slug(args.env)}-seed{args.seed}"
-    make = lambda: gym.wrappers.RecordEpisodeStatistics(stacked_env(args))  # noqa: E731
-    probe = stacked_env(args)  # only its observation space; closed at once (a PyBullet env holds a client)
-    images = is_image_space(probe.observation_space)
-    probe.close()
-    if not images:
-        torch.set_num_threads(1)  # small MLPs: a second thread costs more in synchronisation than it gains
-    overrides = {"gamma": args.gamma} if args.gamma is not None else {}
-    agent = build_deep_agent(args.agent, make, overrides, args.seed, args.steps)
-    run = RunConfig(steps=args.steps, out=out, eval_every=args.eval_every, seed=args.seed, resume=args.resume is not None,
-                    tensorboard=args.tensorboard, progress=args.progress)
-    start = time.perf_counter()
-    result = run_loop(agent, lambda: stacked_env(args), run)
-    seconds = time.perf_counter() - start
-    curves = {"greedy evaluation": np.array([r["eval_mean"] for r in result.rows]),
-              "training episodes": np.array([r["train_return"] for r in result.rows])}
-    save_figure(learning_curves(curves, window=1, xlabel=f"evaluation (every {args.eval_every} steps)",
-                                title=f"{args.agent} on {args.env}"), out / "curve.png")
-    if args.video_episodes > 0:
-        try:
-            env = video_env(stacked_env(args, render_mode="rgb_array"))
-        except (ValueError, TypeError) as err:  # no rgb_array rendering: no video
-            print(f"note: no video ({err})")
-        else:
-            record_video(env, lambda o: agent.act(o), out / "eval.mp4", episodes=args.video_episodes, seed=args.seed,
-                         max_steps=VIDEO_STEPS)
-    return {"agent": args.agent, "env": args.env, "steps": args.steps, "mean_return": result.mean_return,
-            "std_return": result.std_return, "episodes": result.episodes, "seconds": seconds,
-            "best_step": result.best_step, "last_mean_return": result.last_mean_return, "out": str(out)}
-
-
 def evaluate_deep(args: Evaluate) -> dict[str, Any]:
-    from envs.io import load_torch_checkpoint
+    from agents.deep.trainer import load_agent_state, restore
 
-    if not args.agent.is_file():
-        raise ValueError(f"checkpoint {args.agent} does not exist")
-    state = load_torch_checkpoint(args.agent)["agent"]
+    state = load_agent_state(args.agent)  # safe: torch.load(weights_only=True), a one-line error otherwise
+    if not isinstance(state, dict) or not isinstance(state.get("name"), str) or "steps" not in state:
+        raise ValueError(f"checkpoint {args.agent} does not hold a deep agent (no name and steps)")
     agent = build_deep_agent(state["name"], lambda: gym.wrappers.RecordEpisodeStatistics(stacked_env(args)),
                              state.get("config"), 0, int(state["steps"]))
     try:
-        agent.load_state_dict(state)
-    except RuntimeError as err:  # torch: the networks' shapes differ
-        raise ValueError(
-            f"checkpoint {args.agent} does not fit {args.env} with these options (trained with other --option or "
-            f"--frame-stack values?): {str(err).splitlines()[0]}"
-        ) from err
-    returns = evaluate(stacked_env(args), lambda o: agent.act(o), args.episodes, seed=args.seed)
-    if args.video is not None:
-        record_video(video_env(stacked_env(args, render_mode="rgb_array")), lambda o: agent.act(o), args.video,
-                     episodes=min(args.episodes, 3), seed=args.seed, max_steps=VIDEO_STEPS)
+        restore(agent, state, args.agent)
+    except ValueError as err:
+        agent.close()
+        raise ValueError(f"{err}; was it trained on {args.env} with these --option and --frame-stack values?") from None
+    try:
+        returns = evaluate(stacked_env(args), lambda o: agent.act(o), args.episodes, seed=args.seed)
+        if args.video is not None:
+            record_video(video_env(stacked_env(args, render_mode="rgb_array")), lambda o: agent.act(o), args.video,
+                         episodes=min(args.episodes, 3), seed=args.seed, max_steps=VIDEO_STEPS)
+    finally:
+        agent.close()
     return {"env": args.env, "agent": str(args.agent), "episodes": args.episodes, "mean_return": float(returns.mean()),
             "std_return": float(returns.std()), "returns": returns.tolist()}

@@ -7,7 +7,9 @@ writing one more folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +19,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents.commands import VIDEO_STEPS, slug, video_env, write_value_picture
-from agents.plots import learning_curves, save_figure
+from envs.io.figures import learning_curves, save_figure
 from agents.rollout import record_video, rollout
 from agents.tabular.base import TabularConfig
 from agents.tabular.dp import policy_iteration, value_iteration
 from agents.tabular.td import SARSA, QLearning
 from envs import ENVIRONMENTS, make_env
-from envs.report import write_index, write_section
+from envs.io.page import write_index, write_section
 
 
 @dataclass
@@ -44,6 +46,8 @@ class Demo:
     """Environment steps of DQN on CartPole-v1 in the deep section."""
     reacher_steps: int = 150_000
     """Environment steps of actor-critic on mp/BulletReacher-v0 in the deep section."""
+    full: bool = False
+    """The full budgets: 20 CliffWalking seeds and 400,000 actor-critic steps on the reacher."""
 
 
 def dynamic_programming_section(out: Path, progress: bool) -> None:
@@ -65,7 +69,7 @@ def dynamic_programming_section(out: Path, progress: bool) -> None:
             f"{env_id} (gamma={mdp.gamma:g}, {mdp.n_states} states): value iteration took {vi.iterations} sweeps "
             f"({vi_seconds * 1e3:.1f} ms), policy iteration {pi.iterations} rounds; max |V_vi - V_pi| = {gap:.1e}. "
             f"The line is one greedy episode (return {path.return_:g}).")})
-    write_section(folder, 10, "Dynamic programming on every registered gridworld (notes §11, Algorithms 4 and 5)",
+    write_section(folder, "11", "Dynamic programming on every registered gridworld (notes §11, Algorithms 4 and 5)",
                   "Optimal state values V* as colour, the greedy policy as arrows, walls and cliffs dark.", items)
 
 
@@ -103,7 +107,7 @@ def cliff_section(out: Path, runs: int, episodes: int, progress: bool) -> dict[s
         "Online return per episode (behaviour policy, epsilon-greedy). SARSA, on-policy, learns the path that stays "
         "safe while exploring and earns more online; Q-learning learns the optimal path along the cliff edge and "
         "falls off now and then while exploring (Sutton & Barto, Example 6.6).")})
-    write_section(folder, 20, "Q-learning vs SARSA on CliffWalking (notes §11.2)",
+    write_section(folder, "11.2", "Q-learning vs SARSA on CliffWalking (notes §11.2)",
                   f"{runs} seeds x {episodes} episodes each. Greedy returns: "
                   + ", ".join(f"{k} {v['greedy_return']:g}" for k, v in summary.items()) + ".", items)
     return summary
@@ -119,13 +123,16 @@ def deep_section(out: Path, dqn_steps: int, reacher_steps: int, progress: bool) 
 
     torch.set_num_threads(1)  # small networks: one thread is faster than two competing ones
     folder = out / "deep-rl"
+    for run in ("dqn-cartpole", "actor-critic-reacher"):  # the demo owns its run folders: a re-run starts afresh
+        shutil.rmtree(folder / run, ignore_errors=True)
     make = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))  # noqa: E731
     agent = DQN(make, DQNConfig(), seed=0, total_steps=dqn_steps)
     result = train(agent, lambda: gym.make("CartPole-v1"),
                    RunConfig(steps=dqn_steps, out=folder / "dqn-cartpole", eval_every=2_500, progress=progress))
-    curves = {"greedy evaluation (10 episodes)": np.array([r["eval_mean"] for r in result.rows]),
-              "training episodes (epsilon-greedy)": np.array([r["train_return"] for r in result.rows])}
-    save_figure(learning_curves(curves, window=1, xlabel="evaluation (every 2,500 steps)", ylim=(0, 520),
+    steps = [r["step"] for r in result.rows]
+    curves = {"greedy evaluation (10 episodes)": (steps, [r["eval_mean"] for r in result.rows]),
+              "training episodes (epsilon-greedy)": (steps, [r["train_return"] for r in result.rows])}
+    save_figure(learning_curves(curves, window=1, xlabel="environment steps", ylim=(0, 520),
                                 title="DQN on CartPole-v1 (RL Zoo hyperparameters)"), folder / "dqn-curve.png")
     record_video(gym.make("CartPole-v1", render_mode="rgb_array"), agent.act, folder / "dqn-cartpole.mp4", seed=0,
                  max_steps=VIDEO_STEPS)
@@ -138,11 +145,28 @@ def deep_section(out: Path, dqn_steps: int, reacher_steps: int, progress: bool) 
     ]
     reacher = reacher_demo(folder, reacher_steps, progress)
     items += reacher.pop("items")
-    write_section(folder, 30, "Deep reinforcement learning (notes §11.3)",
+    write_section(folder, "11.3", "Deep reinforcement learning (notes §11.3)",
                   f"DQN with a target network and experience replay ({dqn_steps:,} steps on CartPole-v1), and a "
                   f"synchronous actor-critic ({reacher_steps:,} steps on the PyBullet reacher).", items)
     return {"dqn_mean_return": result.mean_return, "dqn_last_mean_return": result.last_mean_return,
             "dqn_best_step": result.best_step, **reacher}
+
+
+def final_distance(act: Any, episodes: int = 20, seed: int = 1) -> float:
+    """Mean distance (metres) from fingertip to target at the last step of greedy reacher episodes."""
+    import gymnasium as gym
+
+    env = gym.make("mp/BulletReacher-v0")
+    distances = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(act(obs))
+            done = terminated or truncated
+        distances.append(info["distance"])
+    env.close()
+    return float(np.mean(distances))
 
 
 def reacher_demo(folder: Path, steps: int, progress: bool) -> dict[str, Any]:
@@ -150,8 +174,9 @@ def reacher_demo(folder: Path, steps: int, progress: bool) -> dict[str, Any]:
     import gymnasium as gym
 
     from agents.deep import ActorCritic, ActorCriticConfig, RunConfig, train
-    from agents.rollout import evaluate, side_by_side, write_video
+    from agents.rollout import evaluate
     from envs.bullet import ScriptedReacher
+    from envs.io.video import side_by_side, write_video
 
     make = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("mp/BulletReacher-v0"))  # noqa: E731
     agent = ActorCritic(make, ActorCriticConfig(), seed=0)
@@ -162,10 +187,12 @@ def reacher_demo(folder: Path, steps: int, progress: bool) -> dict[str, Any]:
     reference = float(evaluate(eval_env, scripted.act, 20, seed=1).mean())
     rng = np.random.default_rng(0)
     random_return = float(evaluate(eval_env, lambda o: rng.uniform(-1, 1, 2).astype(np.float32), 20, seed=1).mean())
-    curves = {"actor-critic (greedy, 10 episodes)": np.array([r["eval_mean"] for r in result.rows]),
-              "scripted reference": np.full(len(result.rows), reference),
-              "random actions": np.full(len(result.rows), random_return)}
-    save_figure(learning_curves(curves, window=1, xlabel="evaluation (every 15,000 steps)",
+    steps = [r["step"] for r in result.rows]
+    curves = {"actor-critic (greedy, 10 episodes)": (steps, [r["eval_mean"] for r in result.rows]),
+              "scripted reference": (steps, np.full(len(steps), reference)),
+              "random actions": (steps, np.full(len(steps), random_return))}
+    distance = {name: final_distance(act) for name, act in (("agent", agent.act), ("scripted", scripted.act))}
+    save_figure(learning_curves(curves, window=1, xlabel="environment steps",
                                 title="mp/BulletReacher-v0: return per episode (50 steps)"), folder / "reacher-curve.png")
     frames_agent, frames_scripted = [], []
     for seed in range(3):  # the same targets for both
@@ -173,19 +200,28 @@ def reacher_demo(folder: Path, steps: int, progress: bool) -> dict[str, Any]:
         frames_scripted += rollout(gym.make("mp/BulletReacher-v0", render_mode="rgb_array"), scripted.act, seed=seed,
                                    render=True).frames
     write_video(side_by_side(frames_agent, frames_scripted), folder / "reacher.mp4", fps=20)
+    reaches = distance["agent"] <= 2.0 * max(distance["scripted"], 0.01)
+    verdict = ("it reaches the targets" if reaches else
+               "it has not learned to reach within this budget: it moves towards the targets but stops short")
     items = [
         {"kind": "image", "file": "reacher-curve.png", "caption": (
-            f"Actor-critic learning to reach (from state observations): {result.mean_return:.1f} over 20 greedy "
-            f"episodes, against {reference:.1f} for the scripted controller and {random_return:.1f} for random actions.")},
+            f"Actor-critic on the PyBullet reacher from state observations, {steps[-1]:,} steps: {result.mean_return:.1f} "
+            f"over 20 greedy episodes, against {reference:.1f} for the scripted controller and {random_return:.1f} for "
+            f"random actions. At the end of an episode its fingertip is {100 * distance['agent']:.1f} cm from the target "
+            f"on average (scripted: {100 * distance['scripted']:.1f} cm): {verdict}.")},
         {"kind": "video", "file": "reacher.mp4", "caption": (
-            "Camera images of the PyBullet scene (TinyRenderer): the actor-critic agent (left) and the scripted "
-            "inverse-kinematics + PD controller (right) reaching the same three targets.")},
+            "Camera images of the PyBullet scene (TinyRenderer), three episodes with the same targets for both: the "
+            f"actor-critic agent (left, {100 * distance['agent']:.1f} cm from the target at the end on average) and the "
+            f"scripted inverse-kinematics + PD controller (right, {100 * distance['scripted']:.1f} cm).")},
     ]
-    return {"reacher_mean_return": result.mean_return, "reacher_scripted": reference, "reacher_random": random_return, "items": items}
+    return {"reacher_mean_return": result.mean_return, "reacher_scripted": reference, "reacher_random": random_return,
+            "reacher_final_distance": distance["agent"], "reacher_scripted_distance": distance["scripted"], "items": items}
 
 
 def run_demo(args: Demo) -> Path:
     start = time.perf_counter()
+    if args.full:
+        args = dataclasses.replace(args, runs=max(args.runs, 20), reacher_steps=max(args.reacher_steps, 400_000))
     args.out.mkdir(parents=True, exist_ok=True)
     dynamic_programming_section(args.out, args.progress)
     summary: dict[str, Any] = {"cliff_walking": cliff_section(args.out, args.runs, args.episodes, args.progress)}

@@ -1,25 +1,25 @@
-"""Pictures of tabular RL results: value heatmaps with policy arrows, and learning curves.
+"""Value maps of gridworld results: ``V`` as colour, the greedy policy as arrows, cell kinds and a path.
 
-Only matplotlib's object-oriented API is used (``Figure``, never ``pyplot``), so nothing depends on
-a GUI backend and figures are garbage-collected like any other object.
+Learning curves and saving live in the one figure helper, :mod:`envs.io.figures`; like it, this uses
+matplotlib's object-oriented API only (``Figure``, never ``pyplot``).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib import patheffects
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 
-from envs.io import atomic_path
-
-GRID_ACTION_DELTAS = np.array([[0, -1], [1, 0], [0, 1], [-1, 0]], dtype=np.float64)
-"""[4, 2] (drow, dcol) of the gridworld actions 0 left, 1 down, 2 right, 3 up."""
+from envs.gridworld import ACTION_DELTAS
+from envs.io.figures import wrap_title
 
 WALL_COLOR = "#2b2b2b"
 """Dark neutral grey for cells that are not states (NaN in ``V``)."""
@@ -30,19 +30,31 @@ MAX_ANNOTATED_CELLS = 150
 MAX_DETAILED_CELLS = 2500
 """Above this many cells, neither arrows nor values are drawn: they would be unreadable."""
 
+TITLE_SIZE = 11.0
+"""Font size of the title, points; a title wider than the figure is wrapped onto more lines."""
 
-def moving_average(x: np.ndarray, window: int) -> np.ndarray:
-    """Mean of each run of ``window`` consecutive values of x [N]; returns [N - window + 1].
 
-    Entry ``j`` averages ``x[j : j + window]``, so it belongs to index ``j + window - 1``.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 1:
-        raise ValueError(f"x must be 1-D [N], got shape {x.shape}")
-    if not 1 <= window <= len(x):
-        raise ValueError(f"window must be in [1, {len(x)}] for x of shape {x.shape}, got {window}")
-    csum = np.concatenate([[0.0], np.cumsum(x)])
-    return (csum[window:] - csum[:-window]) / window
+class CellLabel(NamedTuple):
+    """How one kind of labelled cell is drawn: a hatch over the cell and a letter in its corner."""
+
+    name: str
+    """Legend text."""
+    hatch: str
+    """Matplotlib hatch pattern ('' for none)."""
+    colour: str
+    """Colour of the hatch, the outline and the letter."""
+    letter: bool = True
+    """Whether the cell gets its letter and outline (walls need neither: they are already :data:`WALL_COLOR`)."""
+
+
+CELL_LABELS: dict[str, CellLabel] = {
+    "S": CellLabel("start", "", "white"),
+    "G": CellLabel("goal", "", "gold"),
+    "H": CellLabel("hole", "x", "white"),
+    "C": CellLabel("cliff", "//", "tomato"),
+    "#": CellLabel("wall", "", WALL_COLOR, letter=False),
+}
+"""The map characters :func:`value_heatmap` marks when given ``labels`` (those of :mod:`envs.grid_map`)."""
 
 
 def value_heatmap(
@@ -53,22 +65,32 @@ def value_heatmap(
     path: Sequence[tuple[int, int]] | np.ndarray | None = None,
     title: str = "",
     annotate: bool | None = None,
+    labels: np.ndarray | Sequence[str] | None = None,
 ) -> Figure:
     """Draw a state-value grid V [nrow, ncol] (NaN = wall) with optional greedy arrows and a path.
 
     ``policy`` int [nrow, ncol] gives the action per cell, -1 for no arrow; ``action_deltas``
-    [A, 2] maps actions to (drow, dcol) and defaults to :data:`GRID_ACTION_DELTAS`. ``path`` is a
-    sequence of (row, col) cells drawn as a line. ``annotate`` writes values into cells and
-    defaults to grids of at most :data:`MAX_ANNOTATED_CELLS` cells. Grids larger than
-    :data:`MAX_DETAILED_CELLS` get neither arrows nor values.
+    [A, 2] maps actions to (drow, dcol) and defaults to :data:`envs.gridworld.ACTION_DELTAS`.
+    ``path`` is a sequence of (row, col) cells drawn as a line from a circle (start) to a star
+    (end). ``labels`` [nrow, ncol] of map characters (a char array such as ``env.grid.cells`` or
+    the rows as strings) marks the cells of :data:`CELL_LABELS` (start, goal, hole, cliff, wall)
+    with a letter and a hatch, so that a goal and a hole of equal value look different; other
+    characters are left plain. A legend names the marked kinds and the path's line, start and end.
+    ``annotate`` writes values into cells and defaults to grids of at most
+    :data:`MAX_ANNOTATED_CELLS` cells. Grids larger than :data:`MAX_DETAILED_CELLS` get neither
+    arrows, values nor letters. A long ``title`` is wrapped to the figure's width.
     """
     V = np.asarray(V, dtype=np.float64)
     if V.ndim != 2:
         raise ValueError(f"V must be 2-D [nrow, ncol], got shape {V.shape}")
+    kinds = _label_grid(labels, V.shape) if labels is not None else None
     detailed = V.size <= MAX_DETAILED_CELLS
     annotate = (V.size <= MAX_ANNOTATED_CELLS if annotate is None else annotate) and detailed
     cell = _cell_inches(V.shape)
-    fig = Figure(figsize=(V.shape[1] * cell + 1.4, V.shape[0] * cell + (0.9 if title else 0.5)), layout="compressed")
+    width = V.shape[1] * cell + 1.4
+    title = wrap_title(title, width, TITLE_SIZE)
+    height = V.shape[0] * cell + (0.5 + 0.22 * (title.count("\n") + 1) if title else 0.5)
+    fig = Figure(figsize=(width, height), layout="compressed")
     ax = fig.add_subplot()
     cmap, norm = _draw_values(fig, ax, V)
     show_arrows = policy is not None and detailed
@@ -76,54 +98,19 @@ def value_heatmap(
         _annotate(ax, V, cmap, norm, cell, top=show_arrows)
     if show_arrows:
         assert policy is not None
-        _draw_policy(ax, V.shape, policy, GRID_ACTION_DELTAS if action_deltas is None else action_deltas, annotate)
+        _draw_policy(ax, V.shape, policy, ACTION_DELTAS if action_deltas is None else action_deltas, annotate)
+    handles: list[Artist] = []
+    if kinds is not None and detailed:
+        handles += _draw_labels(ax, kinds, cell)
     if path is not None:
-        _draw_path(ax, path)
-    ax.set_title(title)
+        handles += _draw_path(ax, path)
+    if handles:  # below the grid, as many entries a row as the width holds (about 1.2 inches each)
+        ncols = max(1, min(len(handles), int(width / 1.2)))
+        fig.legend(handles=handles, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
+        fig.set_figheight(height + 0.1 + 0.25 * -(-len(handles) // ncols))
+    if title:  # centred on the figure, which is wider than the axes, and wrapped to fit it
+        fig.suptitle(title, fontsize=TITLE_SIZE)
     return fig
-
-
-def learning_curves(
-    curves: Mapping[str, np.ndarray],
-    *,
-    window: int = 20,
-    xlabel: str = "episode",
-    ylabel: str = "return",
-    title: str = "",
-    ylim: tuple[float, float] | None = None,
-) -> Figure:
-    """Plot each curve [N] faint and its ``window``-episode moving average bold, one colour each.
-
-    The average over episodes ``i - window + 1 .. i`` is drawn at episode ``i``; a curve shorter
-    than ``window`` is averaged over its whole length.
-    """
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    fig = Figure(figsize=(7.0, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    for i, (name, values) in enumerate(curves.items()):
-        y = np.asarray(values, dtype=np.float64)
-        if y.ndim != 1 or len(y) == 0:
-            raise ValueError(f"curve {name!r} must be a non-empty 1-D array [N], got shape {y.shape}")
-        w = min(window, len(y))
-        color = f"C{i % 10}"
-        ax.plot(np.arange(len(y)), y, color=color, alpha=0.25, linewidth=0.8)
-        ax.plot(np.arange(w - 1, len(y)), moving_average(y, w), color=color, linewidth=2.0, label=name)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    if ylim is not None:
-        ax.set_ylim(ylim)
-    if curves:
-        ax.legend(loc="best")
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-    """Write ``fig`` as a PNG of ``figsize * dpi`` pixels to ``path`` atomically; return the path."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    return path
 
 
 def _cell_inches(shape: tuple[int, ...]) -> float:
@@ -185,16 +172,55 @@ def _draw_policy(
     )
 
 
-def _draw_path(ax: Axes, path: Sequence[tuple[int, int]] | np.ndarray) -> None:
-    """Draw the (row, col) cells of ``path`` [L, 2] as a line from a circle to a star."""
+def _draw_path(ax: Axes, path: Sequence[tuple[int, int]] | np.ndarray) -> list[Artist]:
+    """Draw the (row, col) cells of ``path`` [L, 2] as a line from a circle to a star; return the legend handles."""
     cells = np.asarray(path, dtype=np.float64)
     if cells.size == 0:
-        return
+        return []
     if cells.ndim != 2 or cells.shape[1] != 2:
         raise ValueError(f"path must be a sequence of (row, col) cells [L, 2], got shape {cells.shape}")
-    ax.plot(cells[:, 1], cells[:, 0], color="tab:red", linewidth=2.0, alpha=0.8)
-    ax.plot(cells[0, 1], cells[0, 0], "o", color="tab:red", markersize=6)
-    ax.plot(cells[-1, 1], cells[-1, 0], "*", color="tab:red", markersize=10)
+    (line,) = ax.plot(cells[:, 1], cells[:, 0], color="tab:red", linewidth=2.0, alpha=0.8, label="path")
+    (start,) = ax.plot(cells[0, 1], cells[0, 0], "o", color="tab:red", markersize=6, linestyle="none", label="path start")
+    (end,) = ax.plot(cells[-1, 1], cells[-1, 0], "*", color="tab:red", markersize=10, linestyle="none", label="path end")
+    return [line, start, end]
+
+
+def _label_grid(labels: np.ndarray | Sequence[str], shape: tuple[int, ...]) -> np.ndarray:
+    """``labels`` as a ``[nrow, ncol]`` array of single characters; ``ValueError`` unless it has V's shape."""
+    if isinstance(labels, np.ndarray) and labels.ndim == 2:
+        grid = labels.astype(str)
+    else:  # rows, each a string or a sequence of characters
+        rows = [list(r) if isinstance(r, str) else [str(ch) for ch in r] for r in labels]
+        if len({len(r) for r in rows}) > 1:
+            raise ValueError(f"labels must be [nrow, ncol] characters or equal-length rows, got row lengths {[len(r) for r in rows]}")
+        grid = np.array(rows, dtype=str).reshape(len(rows), -1)
+    if grid.shape != shape:
+        raise ValueError(f"labels must have the shape of V {shape}, got {grid.shape}")
+    return grid
+
+
+def _draw_labels(ax: Axes, kinds: np.ndarray, cell: float) -> list[Artist]:
+    """Hatch each cell of a kind in :data:`CELL_LABELS` and write its letter in the bottom-left corner
+    (values sit at the top, arrows in the middle);
+    return one legend handle per kind present."""
+    size = float(np.clip(cell * 72 * 0.25, 5.0, 9.0))
+    outline = [patheffects.withStroke(linewidth=1.5, foreground="black")]
+    handles: list[Artist] = []
+    for letter, style in CELL_LABELS.items():
+        rows, cols = np.nonzero(kinds == letter)
+        if rows.size == 0:
+            continue
+        for r, c in zip(rows.tolist(), cols.tolist()) if style.letter else ():
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1.0, 1.0, fill=False, hatch=style.hatch or None,
+                                   edgecolor=style.colour, linewidth=1.2, zorder=2))
+            ax.text(c - 0.44, r + 0.44, letter, ha="left", va="bottom", fontsize=size, fontweight="bold",
+                    color=style.colour, path_effects=outline, zorder=3)
+        if style.letter:
+            handles.append(Patch(facecolor="none", edgecolor=style.colour if style.colour != "white" else "black",
+                                 hatch=style.hatch or None, label=f"{letter} {style.name}"))
+        else:
+            handles.append(Patch(facecolor=style.colour, edgecolor="none", label=style.name))
+    return handles
 
 
 def _format_value(v: float) -> str:

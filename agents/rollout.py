@@ -1,4 +1,5 @@
-"""Running a policy in a Gymnasium env: single episodes, evaluation returns and MP4 videos.
+"""Running a policy in a Gymnasium env: single episodes, evaluation returns and MP4 videos
+(written by the one video writer, :func:`envs.io.video.write_video`).
 
 A policy here is any callable ``act(observation) -> action``; greedy tabular policies, epsilon-greedy
 learners and neural networks all fit. Seeding follows Gymnasium: ``reset(seed=...)`` fixes the
@@ -9,14 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import gymnasium as gym
-import imageio.v2 as imageio
 import numpy as np
 
-from envs.io import atomic_path
+from envs.io.video import as_frame, write_video
 
 Act = Callable[[Any], int]
 """A policy: maps one observation to one action."""
@@ -71,7 +70,7 @@ def rollout(
     observations: list[Any] = [obs]
     actions: list[Any] = []
     rewards: list[float] = []
-    frames = [_frame(env.render())] if render else None
+    frames = [as_frame(env.render(), "env.render()")] if render else None
     terminated = truncated = False
     while not (terminated or truncated):
         if max_steps is not None and len(actions) >= max_steps:
@@ -83,7 +82,7 @@ def rollout(
         actions.append(action)
         rewards.append(float(reward))
         if frames is not None:
-            frames.append(_frame(env.render()))
+            frames.append(as_frame(env.render(), "env.render()"))
     return Episode(
         observations=observations,
         actions=np.asarray(actions),
@@ -113,36 +112,6 @@ def evaluate(
         episode_seed = None if seed is None else seed + i
         returns[i] = rollout(env, act, seed=episode_seed, max_steps=max_steps).return_
     return returns
-
-
-def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike[str], *, fps: int = 4) -> Path:
-    """Write uint8 [H, W, 3] frames to an H.264/yuv420p MP4 at ``path`` (atomically).
-
-    All frames must share one shape. Odd heights/widths are padded by one row/column copied from
-    the edge, since yuv420p needs even sizes. Frames are checked while writing, so a bad frame
-    leaves any previous file at ``path`` untouched.
-    """
-    if fps < 1:
-        raise ValueError(f"fps must be >= 1, got {fps}")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        writer = imageio.get_writer(
-            tmp,
-            format="FFMPEG",
-            mode="I",
-            fps=fps,
-            codec="libx264",
-            pixelformat="yuv420p",
-            macro_block_size=1,  # we pad to even sizes ourselves; the default 16 would rescale
-            ffmpeg_log_level="error",
-        )
-        try:
-            count = _append_frames(writer, frames)
-        finally:
-            writer.close()
-        if count == 0:
-            raise ValueError("write_video got no frames")
-    return path
 
 
 def record_video(
@@ -175,58 +144,9 @@ def record_video(
     return runs
 
 
-def side_by_side(*videos: Sequence[np.ndarray], gap: int = 4) -> list[np.ndarray]:
-    """Frames of several videos next to each other; a shorter video holds its last frame.
-
-    All frames must share a height; a white strip of ``gap`` pixels separates the videos.
-    """
-    if not videos or any(len(v) == 0 for v in videos):
-        raise ValueError("side_by_side needs at least one non-empty video")
-    heights = {v[0].shape[0] for v in videos}
-    if len(heights) != 1:
-        raise ValueError(f"videos to put side by side must share a height, got heights {sorted(heights)}")
-    strip = np.full((heights.pop(), gap, 3), 255, np.uint8)
-    frames = []
-    for t in range(max(len(v) for v in videos)):
-        parts = [v[min(t, len(v) - 1)] for v in videos]
-        frames.append(np.concatenate([p for part in parts for p in (part, strip)][:-1], axis=1))
-    return frames
-
-
-def pad_even(frame: np.ndarray) -> np.ndarray:
-    """Pad a [H, W, 3] frame with its last row/column so that H and W are even."""
-    pad = ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0))
-    return np.pad(frame, pad, mode="edge") if any(p[1] for p in pad) else frame
-
-
 def _held_frames(runs: Sequence[Episode], hold: int) -> Iterable[np.ndarray]:
     """Yield every episode's frames, the last one ``hold`` more times."""
     for run in runs:
         assert run.frames is not None  # rollout(render=True) always fills frames
         yield from run.frames
         yield from [run.frames[-1]] * hold
-
-
-def _append_frames(writer: Any, frames: Iterable[np.ndarray]) -> int:
-    """Check and pad each frame, hand it to ``writer``; return how many were written."""
-    first_shape: tuple[int, ...] | None = None
-    count = 0
-    for i, frame in enumerate(frames):
-        frame = _frame(frame, name=f"frames[{i}]")
-        if first_shape is None:
-            first_shape = frame.shape
-        elif frame.shape != first_shape:
-            raise ValueError(f"frames[{i}] has shape {frame.shape} but frames[0] has shape {first_shape}")
-        writer.append_data(pad_even(frame))
-        count += 1
-    return count
-
-
-def _frame(image: Any, name: str = "env.render()") -> np.ndarray:
-    """Return ``image`` as a uint8 [H, W, 3] array, or raise ValueError naming what is wrong."""
-    frame = np.asarray(image)
-    if frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"{name} must be an RGB image [H, W, 3], got shape {frame.shape}")
-    if frame.dtype != np.uint8:
-        raise ValueError(f"{name} must have dtype uint8, got {frame.dtype}")
-    return frame

@@ -12,7 +12,7 @@ import imageio.v3 as iio
 import tyro
 
 from envs import make_env, parse_env_kwargs
-from envs.cli import run_main
+from envs.io.cli import run_main
 from envs.io import atomic_path
 from envs.registration import all_environments
 

@@ -12,8 +12,18 @@ A map is a rectangle of characters, one row per line:
 ``0-9`` free, with an upward wind of that strength (as in Sutton & Barto's windy gridworld)
 ====  ==========================================================================
 
-A first line made only of digits is a wind header: one strength per column, applied to every
-row of that column (a digit cell overrides it).
+Wind digits are the ASCII digits ``0-9`` only (``'²'`` or ``'٣'`` are unknown characters). A first
+line made only of digits is a wind header: one strength per column, applied to every row of that
+column (a digit cell overrides it). Rows and columns in error messages count from 0, the header
+not included.
+
+Where a map comes from (:func:`load_map`): a list of rows, or a string. A string with a line
+break is the map itself. A one-line string is a *file path* when it contains a path separator
+(``/`` or ``\\``) or ends in a file suffix (a dot followed by letters and digits, at least one of
+them other than the map characters ``S G H C 0-9``: ``.txt``, ``.map``, ``.png``, but not the
+``.G`` of the one-row map ``S.G``); a path must name an existing ``.txt`` file. Any other one-line
+string is the name of a built-in map (lower case letters, digits, ``-`` and ``_``, e.g. ``cliff``)
+when it looks like one, else a one-row map (``"S..G"``). A ``pathlib.Path`` is always a path.
 """
 
 from __future__ import annotations
@@ -26,8 +36,10 @@ from pathlib import Path
 import numpy as np
 
 CELL_TYPES = "SG#HC."
+WIND_DIGITS = "0123456789"  # ASCII only: str.isdigit() also accepts '²', which int() cannot read
 MAPS_DIR = Path(__file__).resolve().parent.parent / "assets" / "maps"
 _NAME = re.compile(r"[a-z][a-z0-9_-]*")
+_SUFFIX = re.compile(r"\.([A-Za-z0-9]+)$")
 
 MapLike = str | os.PathLike[str] | list[str] | tuple[str, ...]
 
@@ -67,16 +79,27 @@ def builtin_maps() -> list[str]:
 def load_map(map: MapLike) -> GridMap:  # noqa: A002 - `map` is the public keyword name
     """Parse a map given as a list of rows, a multi-line string, a built-in name or a ``.txt`` path.
 
+    A one-line string is a path when it contains ``/`` or ``\\`` or ends in a file suffix such as
+    ``.txt`` (see the module docstring for the exact rule); a path must name an existing ``.txt`` file.
+
     Raises:
-        ValueError: naming the problem: an unknown character (with its row and column), rows of
-            different lengths, no start cell, a wind header of the wrong length, a missing file.
+        ValueError: naming the problem: an unknown character (with its row, column and the
+            character), rows of different lengths, no start cell, a wind header of the wrong length,
+            a missing file, a file that is not ``.txt``.
     """
     rows = _rows_of(map)
     if not rows:
         raise ValueError("map is empty: expected at least one row of cells")
     header = None
-    if len(rows) > 1 and rows[0].isdigit():
+    if len(rows) > 1 and _is_wind(rows[0]):
         header, rows = rows[0], rows[1:]
+    for r, row in enumerate(rows):  # characters first: a stray one also makes its row the wrong length
+        for c, ch in enumerate(row):
+            if ch not in CELL_TYPES and ch not in WIND_DIGITS:
+                raise ValueError(
+                    f"unknown map character {ch!r} at row {r}, column {c}; "
+                    f"expected one of S G # H C . or an ASCII wind digit 0-9"
+                )
     ncol = len(rows[0])
     for i, row in enumerate(rows):
         if len(row) != ncol:
@@ -89,18 +112,26 @@ def load_map(map: MapLike) -> GridMap:  # noqa: A002 - `map` is the public keywo
         if len(header) != ncol:
             raise ValueError(f"wind header has {len(header)} digits but the map has {ncol} columns")
         wind[:] = np.array([int(ch) for ch in header])
-    for (r, c), ch in np.ndenumerate(grid):
-        if ch.isdigit():
-            wind[r, c] = int(ch)
-            grid[r, c] = "."
-        elif ch not in CELL_TYPES:
-            raise ValueError(
-                f"unknown map character {str(ch)!r} at row {r}, column {c}; "
-                f"expected one of S G # H C . or a wind digit 0-9"
-            )
+    digits = np.isin(grid, list(WIND_DIGITS))
+    wind[digits] = grid[digits].astype(np.int64)
+    grid[digits] = "."
     if not (grid == "S").any():
         raise ValueError("map has no start cell 'S'")
     return GridMap(cells=grid, wind=wind)
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a one-line ``map`` string names a file (the rule of the module docstring)."""
+    if "\n" in text.strip():
+        return False
+    if "/" in text or "\\" in text:
+        return True
+    suffix = _SUFFIX.search(text.strip())
+    return suffix is not None and not set(suffix.group(1)) <= set("SGHC" + WIND_DIGITS)
+
+
+def _is_wind(row: str) -> bool:
+    return bool(row) and all(ch in WIND_DIGITS for ch in row)
 
 
 def _rows_of(map: MapLike) -> list[str]:  # noqa: A002
@@ -108,8 +139,10 @@ def _rows_of(map: MapLike) -> list[str]:  # noqa: A002
         if not all(isinstance(r, str) for r in map):
             raise ValueError("map given as a list must contain strings, one per row")
         return [r.strip() for r in map if r.strip()]
-    if isinstance(map, os.PathLike) or (isinstance(map, str) and "\n" not in map and map.endswith(".txt")):
+    if isinstance(map, os.PathLike) or (isinstance(map, str) and looks_like_path(map)):
         path = Path(map)
+        if path.suffix.lower() != ".txt":
+            raise ValueError(f"map file {str(path)!r} must be a .txt file of map rows, got suffix {path.suffix or 'none'!r}")
         if not path.is_file():
             raise ValueError(f"map file {str(path)!r} does not exist")
         return _rows_of(path.read_text())

@@ -10,7 +10,9 @@ from gymnasium import spaces
 
 from envs.grid_map import GridMap, MapLike, load_map
 from envs.mdp import TabularMDP
+from envs.registration import check_choice, check_integer, check_number, discrete_action
 from envs.render import disk, draw_background, render_cell_size, stamp_agent
+from envs.state import np_random_state, set_np_random_state
 
 ObsType = Literal["index", "onehot", "coords", "rgb"]
 ACTION_NAMES = ("left", "down", "right", "up")
@@ -46,7 +48,9 @@ class GridWorldEnv(gym.Env):
     Only the cell where the agent ends up counts.
 
     ## Action Space
-    ``Discrete(4)``: 0 left, 1 down, 2 right, 3 up (FrozenLake's order).
+    ``Discrete(4)``: 0 left, 1 down, 2 right, 3 up (FrozenLake's order). ``step`` takes an integer
+    scalar (a Python int or a 0-d numpy integer) in ``[0, 4)``, what ``Discrete(4).contains``
+    accepts; anything else (``True``, ``2.0``, ``[1]``, ``"1"``) raises ``ValueError``.
 
     ## Observation Space
     ``obs_type="index"`` (default): ``Discrete(nrow * ncol)``, the state ``row * ncol + col``.
@@ -64,12 +68,17 @@ class GridWorldEnv(gym.Env):
     registered id (``gym.make`` adds the ``TimeLimit`` wrapper).
 
     ## Arguments
-    ``map`` (rows, multi-line string, built-in name such as ``"cliff"``, or a ``.txt`` path),
+    ``map`` (rows, multi-line string, built-in name such as ``"cliff"``, or a ``.txt`` path; a
+    one-line string with a ``/`` or a file suffix is a path, see :mod:`envs.grid_map`),
     ``slip``, ``step_reward``, ``goal_reward``, ``hole_reward``, ``cliff_reward``, ``gamma``
     (the task's discount, stored in ``mdp``), ``obs_type``, ``render_mode`` (``"ansi"`` or
     ``"rgb_array"``), ``cell_size`` (pixels per cell of ``"rgb"`` observations). Setting the
     attribute ``env.unwrapped.trail = True`` marks the cells visited in the episode on rendered
-    frames (not on observations), which makes a path visible in a video.
+    frames (not on observations), which makes a path visible in a video. A bad argument (a string
+    for a number, ``slip`` outside ``[0, 1]``, an unknown ``obs_type``) raises a one-line ``ValueError``
+    that names it.
+    ``get_state()`` and ``set_state(state)`` save and restore an episode in progress as plain data
+    (see :mod:`envs.state`).
 
     ## Version History
     * v0: initial release.
@@ -91,19 +100,18 @@ class GridWorldEnv(gym.Env):
         render_mode: str | None = None,
         cell_size: int = 8,
     ) -> None:
-        if not 0.0 <= float(slip) <= 1.0:
-            raise ValueError(f"slip must lie in [0, 1], got {slip}")
-        if obs_type not in get_args(ObsType):
-            raise ValueError(f"obs_type must be one of {get_args(ObsType)}, got {obs_type!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
-        if int(cell_size) < 1:
-            raise ValueError(f"cell_size must be a positive number of pixels, got {cell_size}")
+        slip = check_number("slip", slip, 0.0, 1.0)
+        rewards = {kind: check_number(name, value) for kind, name, value in (
+            ("step", "step_reward", step_reward), ("G", "goal_reward", goal_reward),
+            ("H", "hole_reward", hole_reward), ("C", "cliff_reward", cliff_reward))}
+        gamma = check_number("gamma", gamma, 0.0, 1.0)
+        obs_type = check_choice("obs_type", obs_type, get_args(ObsType))
+        render_mode = check_choice("render_mode", render_mode, [None, *self.metadata["render_modes"]])
+        cell_size = check_integer("cell_size", cell_size, 1)
         self.grid: GridMap = load_map(map)
         self.nrow, self.ncol = self.grid.shape
-        self.slip, self.gamma = float(slip), float(gamma)
-        self.obs_type, self.render_mode, self.cell_size = obs_type, render_mode, int(cell_size)
-        rewards = {"step": step_reward, "G": goal_reward, "H": hole_reward, "C": cliff_reward}
+        self.slip, self.gamma = slip, gamma
+        self.obs_type, self.render_mode, self.cell_size = obs_type, render_mode, cell_size
 
         n_states = self.nrow * self.ncol
         cells = self.grid.cells.ravel()
@@ -156,12 +164,7 @@ class GridWorldEnv(gym.Env):
         return self._observe(), {"prob": 1.0}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        try:
-            a = int(action)
-        except (TypeError, ValueError):
-            raise ValueError(f"action must be an integer in [0, 4), got {action!r}") from None
-        if not 0 <= a < 4 or a != action:
-            raise ValueError(f"action must be an integer in [0, 4), got {action!r}")
+        a = discrete_action(action, 4)
         outcomes = self._outcomes[self.s][a]
         outcome = outcomes[0]
         if len(outcomes) > 1:
@@ -174,6 +177,21 @@ class GridWorldEnv(gym.Env):
         _, prob, self.s, reward, terminated = outcome
         self.lastaction = a
         return self._observe(), reward, terminated, False, {"prob": prob}
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything ``step``, ``reset`` and ``render`` read that changes during an episode, as plain
+        data (see :mod:`envs.state`): the cell ``s``, the last action, the trail and ``np_random``."""
+        return {"s": self.s, "lastaction": self.lastaction, "trail": self.trail, "visited": list(self._visited),
+                "np_random": np_random_state(self)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`get_state` of an environment built with the same arguments."""
+        s = state["s"]
+        if not 0 <= s < self.nrow * self.ncol:
+            raise ValueError(f"state['s'] must be a cell index in [0, {self.nrow * self.ncol}), got {s!r}")
+        self.s, self.lastaction, self.trail = int(s), state["lastaction"], bool(state["trail"])
+        self._visited = [int(v) for v in state["visited"]]
+        set_np_random_state(self, state["np_random"])
 
     def render(self) -> str | np.ndarray | None:
         if self.render_mode is None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from envs.gridworld import GridWorldEnv
+from envs.registration import check_integer, check_number
 
 
 def generate_maze(size: int, seed: int = 0, loops: float = 0.1) -> list[str]:
@@ -16,11 +17,9 @@ def generate_maze(size: int, seed: int = 0, loops: float = 0.1) -> list[str]:
     Passages lie on odd coordinates; ``loops`` is the fraction of the remaining inner walls
     between two passages that are removed. The same ``(size, seed, loops)`` gives the same maze.
     """
-    if int(size) != size or size < 5:
-        raise ValueError(f"size must be an integer >= 5, got {size}")
-    if not 0.0 <= loops <= 1.0:
-        raise ValueError(f"loops must lie in [0, 1], got {loops}")
-    size = int(size)
+    size = check_integer("size", size, 5)
+    seed = check_integer("seed", seed, 0)
+    loops = check_number("loops", loops, 0.0, 1.0)
     rng = np.random.default_rng(seed)
     grid = np.full((size, size), "#")
     last = size - 2 if size % 2 else size - 3  # last odd coordinate that leaves a border
@@ -54,11 +53,14 @@ class MazeEnv(GridWorldEnv):
     """``mp/Maze-v0``: a procedural maze (see :func:`generate_maze`), -1 per step including the last.
 
     ## Arguments
-    ``size`` (side of the map in cells; ``size=100`` gives 10,000 states), ``seed`` (the maze
-    layout, not the episode seed), ``loops``; everything else as :class:`GridWorldEnv`.
+    ``size`` (side of the map in cells, an integer >= 5; ``size=100`` gives 10,000 states),
+    ``seed`` (the maze layout, not the episode seed; an integer >= 0), ``loops`` (in ``[0, 1]``);
+    everything else as :class:`GridWorldEnv`, whose ``step`` and state methods it inherits.
     """
 
     def __init__(self, size: int = 15, seed: int = 0, loops: float = 0.1, **kwargs: Any) -> None:
         kwargs = {"step_reward": -1.0, "goal_reward": -1.0, **kwargs}
+        if "map" in kwargs:
+            raise ValueError("MazeEnv makes its own map from size, seed and loops; use GridWorldEnv for map=")
         super().__init__(generate_maze(size, seed, loops), **kwargs)
-        self.maze_size, self.maze_seed, self.loops = size, seed, loops
+        self.maze_size, self.maze_seed, self.loops = int(size), int(seed), float(loops)

@@ -40,7 +40,8 @@ class TabularMDP:
 
     Raises:
         ValueError: naming the argument when shapes disagree, probabilities are negative, a row of
-            ``P`` does not sum to 1, or ``gamma`` lies outside ``[0, 1]``.
+            ``P`` does not sum to 1, ``P``, ``R`` or ``initial`` hold NaN or infinity, or ``gamma``
+            is not a number in ``[0, 1]``.
     """
 
     def __init__(
@@ -53,7 +54,7 @@ class TabularMDP:
         *,
         atol: float = 1e-8,
     ) -> None:
-        R = np.asarray(R, dtype=np.float64)
+        R = _floats("R", R)
         if R.ndim != 2:
             raise ValueError(f"R must have shape [S, A], got shape {R.shape}")
         n_states, n_actions = R.shape
@@ -75,9 +76,11 @@ class TabularMDP:
             if initial.sum() == 0:
                 raise ValueError("every state is terminal; pass `initial` explicitly")
             initial /= initial.sum()
-        initial = np.asarray(initial, dtype=np.float64)
+        initial = _floats("initial", initial)
         if initial.shape != (n_states,):
             raise ValueError(f"initial must have shape [S] = ({n_states},), got {initial.shape}")
+        if not np.all(np.isfinite(initial)):
+            raise ValueError("initial must be finite; it contains NaN or infinity")
         if np.any(initial < 0) or abs(initial.sum() - 1.0) > atol:
             raise ValueError(f"initial must be a probability vector (>= 0, sums to 1); sums to {initial.sum():.6g}")
         self.initial = initial
@@ -253,9 +256,20 @@ def _reachable(n_states: int, src: np.ndarray, dst: np.ndarray, initial: np.ndar
     return seen
 
 
+def _floats(name: str, x: Any) -> np.ndarray:
+    """``x`` as a float64 array; ``ValueError`` naming ``name`` if it does not hold numbers."""
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers, got {type(x).__name__} {x!r:.60}") from None
+
+
 def _check_gamma(gamma: float) -> float:
+    """``gamma`` as a float; ``ValueError`` unless it is a real number in ``[0, 1]`` (NaN is not)."""
+    if isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, (int, float, np.integer, np.floating)):
+        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
     gamma = float(gamma)
-    if not 0.0 <= gamma <= 1.0:
+    if not 0.0 <= gamma <= 1.0:  # also false for NaN
         raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
     return gamma
 
@@ -269,7 +283,7 @@ def _as_sparse_transitions(P: Any, n_states: int, n_actions: int) -> sp.csr_arra
             )
         out = sp.csr_array(P, dtype=np.float64)
     else:
-        P = np.asarray(P, dtype=np.float64)
+        P = _floats("P", P)
         if P.shape != (n_states, n_actions, n_states):
             raise ValueError(
                 f"dense P must have shape [S, A, S] = ({n_states}, {n_actions}, {n_states}) "

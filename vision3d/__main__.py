@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import os
-
-# Headless rendering through OSMesa unless the user chose a platform (EGL on a GPU machine).
-os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-
 import tyro
 
-from envs.cli import report, run_main
+from envs.io.cli import report, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vision3d.commands import Eval, Fit, FitArgs, Render, evaluate, fit, render
+    from typing import Annotated, Union
+
+    from vision3d.commands import Eval, FitCommand, Render, evaluate, fit, render
     from vision3d.demo import Demo, run_demo
 
-    args = tyro.extras.subcommand_cli_from_dict(
-        {"render": Render, "fit": Fit, "eval": Eval, "demo": Demo}, args=argv, prog="python -m vision3d"
-    )
+    commands = {"render": Render, "fit": FitCommand, "eval": Eval, "demo": Demo}
+    spec = Union[tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in commands.items())]  # noqa: UP007
+    args = tyro.cli(spec, args=argv, prog="python -m vision3d", config=(tyro.conf.OmitSubcommandPrefixes,),
+                    description="3D reconstruction (notes §12): render datasets, fit implicit surfaces, evaluate meshes.")
     if isinstance(args, Render):
         report(render(args), args.json)
-    elif isinstance(args, FitArgs):
-        report(fit(args), args.json)
+    elif isinstance(args, FitCommand):
+        report(fit(args.method), args.method.json)
     elif isinstance(args, Eval):
         report(evaluate(args), args.json)
     else:

@@ -141,6 +141,15 @@ def pixel_rays(intrinsics: Intrinsics, c2w: np.ndarray) -> tuple[np.ndarray, np.
     return origins.astype(np.float32), dirs.astype(np.float32)
 
 
+def image_rays(intrinsics: Intrinsics, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # poses [V, 4, 4]
+    """Origins and directions ``[V, H, W, 3]`` of every pixel of every view (:func:`pixel_rays`)."""
+    poses = np.asarray(poses)
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4):
+        raise ValueError(f"poses must be [V, 4, 4], got {poses.shape}")
+    rays = [pixel_rays(intrinsics, pose) for pose in poses]
+    return np.stack([o for o, _ in rays]), np.stack([d for _, d in rays])
+
+
 def project(
     points: np.ndarray,  # [N, 3] world
     intrinsics: Intrinsics,

@@ -1,37 +1,48 @@
-"""What ``python -m vision3d render | fit | eval`` do. The argument dataclasses generate the command line.
+"""What ``python -m vision3d render | fit | eval`` do. The command line is generated from dataclasses:
+``fit``'s subcommands come from :data:`METHODS`, the one registry of reconstruction methods.
 
 ``fit`` is the same for every method after training: marching cubes of each fitted shape's signed
 distance (``extraction``), the metrics of ``metrics.evaluate_mesh`` against the dataset's ground-truth
 ``mesh.ply``, and a turntable video. One shape writes ``RUN/mesh.ply``, ``RUN/orbit.mp4`` and
 ``RUN/metrics.json``; several shapes (DeepSDF, or an occupancy network over several datasets) write
-``RUN/shapes/<name>/`` for each and ``RUN/metrics.json`` holds every shape plus the mean.
+``RUN/shapes/<name>/`` for each and ``RUN/metrics.json`` holds every shape plus the mean. The run
+folder also holds ``config.json`` (this command, resolved), which ``--resume`` reads back.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, NamedTuple, Union
 
 import tyro
 
-from envs.io import atomic_write_text
+from envs.io.config import resumed as resume_config
+from envs.io.files import atomic_write_json
+from envs.io.run import CONFIG, RunFolder
+from generative.training import distributed, resolve_device, set_threads
 from vision3d.dataset import ExportConfig, export_dataset, load_mesh
 from vision3d.deepsdf import DeepSDFConfig, fit_deepsdf
 from vision3d.dvr import DVRConfig, evaluate_dvr, fit_dvr
 from vision3d.extraction import extract_mesh, save_mesh
+from vision3d.fields import FittedShape, Reconstruction
 from vision3d.igr import IGRConfig, fit_igr
 from vision3d.metrics import evaluate_mesh
 from vision3d.occupancy import OccupancyConfig, fit_occupancy
 from vision3d.render import orbit_video
 from vision3d.shapes import SHAPES, load_shape
-from vision3d.training import FittedShape
 
 METRIC_KEYS = ("iou", "chamfer_l1", "normal_consistency", "fscore")
+RESOLUTION_RANGE = (8, 512)
+"""Marching-cubes grids from 8^3 to 512^3 (512^3 needs about 2 GB; 2000^3 would need 30 GiB)."""
+RESUMABLE = ("steps", "threads", "resume", "json", "video", "resolution", "config.fit.progress",
+             "config.fit.threads", "config.fit.device")
+"""Options that a resumed run takes from the command line; every other one comes from its config.json."""
 
 
 @dataclass
@@ -56,62 +67,85 @@ class Render:
 class FitArgs:
     """Options shared by every ``fit`` method."""
 
+    method: ClassVar[str] = ""
+
     data: tuple[Path, ...]
     """Dataset folder(s) written by ``render`` (DeepSDF and occupancy take several, one per shape)."""
     out: Path
-    """Run folder: mesh.ply, metrics.json, orbit.mp4, metrics.csv and checkpoint.pt."""
+    """Run folder: config.json, mesh.ply, metrics.json, orbit.mp4, metrics.csv and checkpoint.pt."""
     steps: int | None = None
-    """Optimisation steps; default: the method's own."""
+    """Optimisation steps; default: the method's own (``--config.fit.steps``)."""
     seed: int | None = None
     """Seed; default: the method's own (0)."""
+    threads: int | None = None
+    """Torch CPU threads; default: the method's own (1, the fastest on a busy 2-core machine)."""
     resolution: int = 128
-    """Marching-cubes grid resolution per axis."""
+    """Marching-cubes grid resolution per axis (8 to 512)."""
     resume: bool = False
-    """Continue from ``out/checkpoint.pt``."""
+    """Continue the run in ``out`` from its checkpoint.pt, with the options of its config.json."""
     video: bool = True
     """Write a turntable video of each reconstruction."""
     json: bool = False
     """Print metrics.json."""
 
 
+class Method(NamedTuple):
+    """One reconstruction method: its config, its fitting function and what the command line says of it."""
+
+    config: type
+    fit: Callable[[list[Path], RunFolder, Any, bool], Reconstruction]
+    summary: str
+    several: bool  # several datasets, one code per shape
+    evaluate: Callable[[Reconstruction, list[Path]], dict[str, Any]] | None = None  # extra metrics
+
+
+def _single(data: Sequence[Path], method: str) -> Path:
+    if len(data) != 1:
+        raise ValueError(f"--data: {method} fits one dataset, got {len(data)} folders")
+    return data[0]
+
+
+METHODS: dict[str, Method] = {
+    "occupancy": Method(
+        OccupancyConfig, fit_occupancy, "Occupancy network (notes §12.1): binary cross-entropy on labelled points "
+        "of samples.npz; one code per dataset.", several=True),
+    "deepsdf": Method(
+        DeepSDFConfig, fit_deepsdf, "DeepSDF auto-decoder (notes §12.1): one code per dataset, clamped L1 on the "
+        "signed distances of samples.npz.", several=True),
+    "igr": Method(
+        IGRConfig, lambda data, run, config, resume: fit_igr(_single(data, "igr"), run, config, resume),
+        "IGR (notes §12.2): a signed distance from points.ply alone, with the vanish and Eikonal terms.",
+        several=False),
+    "dvr": Method(
+        DVRConfig, lambda data, run, config, resume: fit_dvr(_single(data, "dvr"), run, config, resume),
+        "DVR (notes §12.3): shape and texture from posed images and masks only, through the secant method.",
+        several=False, evaluate=lambda rec, data: {"dvr": evaluate_dvr(rec.model, data[0])._asdict()}),
+}
+
+
+def _fit_command(name: str, method: Method) -> type[FitArgs]:
+    cls = dataclasses.make_dataclass(
+        f"Fit{name.title().replace('-', '')}",
+        [("config", Annotated[method.config, tyro.conf.arg(help=f"{name}: network and training hyperparameters.")],
+          field(default_factory=method.config))],
+        bases=(FitArgs,),
+        namespace={"method": name, "__module__": __name__},
+    )
+    cls.__doc__ = method.summary
+    return cls
+
+
+FIT_COMMANDS: dict[str, type[FitArgs]] = {name: _fit_command(name, method) for name, method in METHODS.items()}
+FitMethod = Union[tuple(Annotated[cls, tyro.conf.subcommand(name, description=cls.__doc__)]  # noqa: UP007
+                        for name, cls in FIT_COMMANDS.items())]
+"""One subcommand per method of :data:`METHODS`."""
+
+
 @dataclass
-class FitOccupancy(FitArgs):
-    """Occupancy network (notes §12.1): binary cross-entropy on labelled points of samples.npz."""
+class FitCommand:
+    """Fit a reconstruction method to rendered datasets, extract its mesh and score it against the ground truth."""
 
-    config: OccupancyConfig = field(default_factory=OccupancyConfig)
-    """Network and training hyperparameters."""
-
-
-@dataclass
-class FitDeepSDF(FitArgs):
-    """DeepSDF auto-decoder (notes §12.1): one code per dataset, clamped L1 on samples.npz."""
-
-    config: DeepSDFConfig = field(default_factory=DeepSDFConfig)
-    """Network and training hyperparameters."""
-
-
-@dataclass
-class FitIGR(FitArgs):
-    """IGR (notes §12.2): from points.ply alone, with the vanish and Eikonal terms."""
-
-    config: IGRConfig = field(default_factory=IGRConfig)
-    """Network and training hyperparameters."""
-
-
-@dataclass
-class FitDVR(FitArgs):
-    """DVR (notes §12.3): from posed images and masks only, through the secant method."""
-
-    config: DVRConfig = field(default_factory=DVRConfig)
-    """Network, ray marching and training hyperparameters."""
-
-
-Fit = (
-    Annotated[FitOccupancy, tyro.conf.subcommand("occupancy")]
-    | Annotated[FitDeepSDF, tyro.conf.subcommand("deepsdf")]
-    | Annotated[FitIGR, tyro.conf.subcommand("igr")]
-    | Annotated[FitDVR, tyro.conf.subcommand("dvr")]
-)
+    method: Annotated[FitMethod, tyro.conf.arg(name="")]
 
 
 @dataclass
@@ -140,32 +174,48 @@ def render(args: Render) -> dict[str, Any]:
             "files": sorted(p.name for p in out.iterdir()), "seconds": round(time.perf_counter() - start, 2)}
 
 
-def _with_overrides(config: Any, steps: int | None, seed: int | None) -> Any:
-    """``config`` with the command line's ``--steps`` and ``--seed`` applied to its ``fit`` settings."""
-    changes = {k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None}
-    return dataclasses.replace(config, fit=dataclasses.replace(config.fit, **changes)) if changes else config
+def _with_overrides(args: FitArgs) -> FitArgs:
+    """``args`` with ``--steps``, ``--seed`` and ``--threads`` written into ``config.fit``."""
+    config = args.config  # type: ignore[attr-defined]
+    changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads)) if v is not None}
+    if changes:
+        config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, **changes))
+    return dataclasses.replace(args, config=config)  # type: ignore[call-arg]
 
 
-def _single(data: Sequence[Path], method: str) -> Path:
-    if len(data) != 1:
-        raise ValueError(f"--data: {method} fits one dataset, got {len(data)} folders")
-    return data[0]
+def resumed(args: FitArgs, say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> FitArgs:
+    """The command a resumed run continues: its stored ``config.json``, except the options of
+    :data:`RESUMABLE`, which come from ``args``; any other difference is reported and ignored."""
+    path = args.out / CONFIG
+    if not path.is_file():
+        raise ValueError(f"--resume: {args.out} holds no {CONFIG}, so its options are unknown (not a fit run folder)")
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    merged, ignored = resume_config(type(args), stored, _with_overrides(args), RESUMABLE, str(path))
+    if ignored:
+        say(f"note: resuming {args.out} with its stored {CONFIG}; these options differ here and are ignored: "
+            + ", ".join(ignored))
+    return _with_overrides(merged)
 
 
-def fit_shapes(args: FitArgs) -> tuple[list[FittedShape], dict[str, Any]]:
-    """Run the method of ``args``; return its shapes and any method-specific results."""
-    config = _with_overrides(args.config, args.steps, args.seed)  # type: ignore[attr-defined]
-    if isinstance(args, FitOccupancy):
-        return fit_occupancy(list(args.data), args.out, config, resume=args.resume), {}
-    if isinstance(args, FitDeepSDF):
-        return fit_deepsdf(list(args.data), args.out, config, resume=args.resume), {}
-    if isinstance(args, FitIGR):
-        return fit_igr(_single(args.data, "igr"), args.out, config, resume=args.resume), {}
-    if isinstance(args, FitDVR):
-        data = _single(args.data, "dvr")
-        shapes = fit_dvr(data, args.out, config, resume=args.resume)
-        return shapes, {"dvr": evaluate_dvr(args.out, data)._asdict()}
-    raise TypeError(f"unknown fit arguments {type(args).__name__}")
+def check_fit_args(args: FitArgs) -> None:
+    """Everything that would fail late, checked before any training starts."""
+    lo, hi = RESOLUTION_RANGE
+    if not lo <= args.resolution <= hi:
+        raise ValueError(f"--resolution must be in [{lo}, {hi}] (a {args.resolution}^3 grid), got {args.resolution}")
+    for folder in args.data:
+        if not folder.is_dir():
+            raise ValueError(f"--data: {folder} does not exist (write datasets with `python -m vision3d render`)")
+        if not (folder / "mesh.ply").exists():
+            raise ValueError(f"--data: {folder} has no mesh.ply (write datasets with `python -m vision3d render`)")
+        load_mesh(folder / "mesh.ply")  # the reference of the metrics: a broken file fails now, not after training
+    names = [folder.name for folder in args.data]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--data: the dataset folders must have different names, got {names}")
+    if not METHODS[args.method].several and len(args.data) != 1:
+        raise ValueError(f"--data: {args.method} fits one dataset, got {len(args.data)} folders")
 
 
 def reconstruct(
@@ -182,37 +232,38 @@ def reconstruct(
 def fit(args: FitArgs, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Fit, extract, evaluate; write ``metrics.json`` and return its contents."""
     start = time.perf_counter()
-    for folder in args.data:
-        if not (folder / "mesh.ply").exists():
-            raise ValueError(f"--data: {folder} has no mesh.ply (write datasets with `python -m vision3d render`)")
-    names = [folder.name for folder in args.data]
-    if len(set(names)) != len(names):
-        raise ValueError(f"--data: the dataset folders must have different names, got {names}")
-    shapes, extra = fit_shapes(args)
-    fit_seconds = time.perf_counter() - start
-    references = dict(zip(names, args.data))
-    per_shape: dict[str, dict[str, float | None]] = {}
-    for shape in shapes:
-        folder = args.out if len(shapes) == 1 else args.out / "shapes" / shape.name
-        progress(f"marching cubes and metrics: {shape.name}")
-        per_shape[shape.name] = reconstruct(shape, references[shape.name] / "mesh.ply", folder, args.resolution,
-                                            args.video)
-    summary: dict[str, Any] = {"method": _method_name(args), "data": [str(p) for p in args.data]}
-    if len(shapes) == 1:
-        summary.update(next(iter(per_shape.values())))
-    else:
-        summary.update({key: _mean([m[key] for m in per_shape.values()]) for key in METRIC_KEYS})
-        summary["worst_chamfer_l1"] = max(m["chamfer_l1"] for m in per_shape.values())
-        summary["shapes"] = per_shape
-    summary.update(extra)
-    summary.update({"resolution": args.resolution, "fit_seconds": round(fit_seconds, 1),
-                    "seconds": round(time.perf_counter() - start, 1)})
-    atomic_write_text(args.out / "metrics.json", json.dumps(summary, indent=1))
+    args = resumed(args) if args.resume else _with_overrides(args)
+    check_fit_args(args)
+    method = METHODS[args.method]
+    config = args.config  # type: ignore[attr-defined]
+    set_threads(config.fit.threads)
+    resolve_device(config.fit.device)
+    main = distributed().main
+    with RunFolder(args.out, config=args, resume=args.resume, writer=main) as run:
+        reconstruction = method.fit(list(args.data), run, config, args.resume)
+        if not main:  # the other processes of a torchrun launch only help to train
+            return {}
+        fit_seconds = time.perf_counter() - start
+        references = {folder.name: folder for folder in args.data}
+        per_shape: dict[str, dict[str, float | None]] = {}
+        for shape in reconstruction.shapes:
+            folder = args.out if len(reconstruction.shapes) == 1 else args.out / "shapes" / shape.name
+            progress(f"marching cubes and metrics: {shape.name}")
+            per_shape[shape.name] = reconstruct(shape, references[shape.name] / "mesh.ply", folder, args.resolution,
+                                                args.video)
+        summary: dict[str, Any] = {"method": args.method, "data": [str(p) for p in args.data]}
+        if len(per_shape) == 1:
+            summary.update(next(iter(per_shape.values())))
+        else:
+            summary.update({key: _mean([m[key] for m in per_shape.values()]) for key in METRIC_KEYS})
+            summary["worst_chamfer_l1"] = max(m["chamfer_l1"] for m in per_shape.values())
+            summary["shapes"] = per_shape
+        if method.evaluate is not None:
+            summary.update(method.evaluate(reconstruction, list(args.data)))
+        summary.update({"resolution": args.resolution, "fit_seconds": round(fit_seconds, 1),
+                        "seconds": round(time.perf_counter() - start, 1)})
+        atomic_write_json(args.out / "metrics.json", summary)
     return summary
-
-
-def _method_name(args: FitArgs) -> str:
-    return {FitOccupancy: "occupancy", FitDeepSDF: "deepsdf", FitIGR: "igr", FitDVR: "dvr"}[type(args)]
 
 
 def _mean(values: list[float | None]) -> float | None:

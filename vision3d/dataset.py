@@ -14,7 +14,11 @@ scenes load with :func:`load_blender` too::
       mesh.ply      the normalised ground-truth mesh with vertex colours
       points.ply    surface samples with normals
       samples.npz   points [N, 3], occupancy [N], sdf [N] (uniform in the scene box + near the surface)
-      dataset.json  provenance: shape name, views, size, seed, camera settings
+      dataset.json  provenance: shape name, views, size, seed, camera settings; the files written
+                    (what the next export into the folder deletes: :func:`previous_export_files`)
+
+Every loader checks what it reads and answers a malformed file with a one-line ``ValueError`` naming
+it (and the frame, for images and poses); the file readers are in :mod:`vision3d.datafiles`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +37,20 @@ import numpy as np
 import open3d as o3d
 import trimesh
 
-from envs.io import atomic_path, atomic_write_text
+from envs.io import atomic_path, atomic_write_text, remove_stale_temporaries
 from vision3d.camera import Intrinsics, sphere_poses
+from vision3d.datafiles import (
+    IN_PROGRESS,
+    check_finished,
+    check_frame,
+    check_ply,
+    dataset_file,
+    first_line,
+    load_npz,
+    read_depth,
+    read_rgba,
+    read_transforms,
+)
 from vision3d.groundtruth import GroundTruth, Samples, sample_points, surface_samples
 from vision3d.render import BLENDER_CAMERA_ANGLE_X, MeshRenderer, framing_radius
 from vision3d.shapes import load_shape, normalize_mesh
@@ -113,7 +130,12 @@ def export_dataset(
     Keyword ``overrides`` replace fields of ``config`` (``export_dataset(mesh, out, views=20, size=64)``).
     The mesh is normalised into ``[-0.5, 0.5]^3`` first (:func:`normalize_mesh`). A mesh that is not
     watertight still gets images and points but no ``samples.npz`` (inside/outside is undefined).
-    Every file is written atomically.
+
+    ``out`` must be new, empty or a dataset an earlier export wrote; that dataset's files (and only
+    those: :func:`previous_export_files`) are deleted first, with the temporary files a killed export's
+    atomic writes left. Every file is written atomically, under an in-progress record
+    (``.export-in-progress.json``) that the loaders refuse, and ``dataset.json`` comes last: an
+    interrupted export never leaves a folder that looks complete.
     """
     config = config if config is not None else ExportConfig()
     try:
@@ -122,35 +144,40 @@ def export_dataset(
         fields = ", ".join(f.name for f in dataclasses.fields(ExportConfig))
         raise ValueError(f"unknown export option in {sorted(overrides)}; options are: {fields}") from exc
     _check_config(config)
+    out = Path(out)
+    previous = previous_export_files(out)
     if isinstance(mesh, (str, Path)):
         mesh = load_shape(mesh)
     if not isinstance(mesh, trimesh.Trimesh):
         raise TypeError(f"mesh must be a trimesh.Trimesh, a shape name or a mesh path, got {type(mesh).__name__}")
     name = str(mesh.metadata.get("name", "mesh"))
     mesh = normalize_mesh(mesh)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
 
     radius = framing_radius(mesh, config.camera_angle_x) if config.radius is None else config.radius
     intrinsics = Intrinsics.from_fov(config.size, config.size, config.camera_angle_x)
     poses = split_poses(config, radius)
+    _begin_export(out, previous | set(export_files(split_sizes(config))))
+    written: list[str] = []
     with MeshRenderer(mesh, intrinsics) as renderer:
         for split, split_pose in poses.items():
             file_paths = [f"./{split}/r_{i}" for i in range(len(split_pose))]
-            for file_path, c2w in zip(file_paths, split_pose):
+            for i, c2w in enumerate(split_pose):
                 rgba, depth = renderer.render(c2w)
-                with atomic_path(out / f"{file_path}.png") as tmp:
+                with atomic_path(out / f"{split}/r_{i}.png") as tmp:
                     imageio.imwrite(tmp, rgba)
-                with atomic_path(out / f"{file_path}_depth.npy") as tmp:
+                with atomic_path(out / f"{split}/r_{i}_depth.npy") as tmp:
                     np.save(tmp, depth.astype(np.float32))
+                written += [f"{split}/r_{i}.png", f"{split}/r_{i}_depth.npy"]
             atomic_write_text(
                 out / f"transforms_{split}.json", transforms_json(config.camera_angle_x, file_paths, split_pose)
             )
+            written.append(f"transforms_{split}.json")
 
     with atomic_path(out / "mesh.ply") as tmp:
         mesh.export(tmp)
     points, normals = surface_samples(mesh, config.n_points, seed=config.seed)
     save_point_cloud(out / "points.ply", points, normals)
+    written += ["mesh.ply", "points.ply"]
     gt = GroundTruth(mesh)
     if gt.watertight:
         samples = sample_points(
@@ -158,12 +185,15 @@ def export_dataset(
         )
         with atomic_path(out / "samples.npz") as tmp:
             np.savez(tmp, points=samples.points, occupancy=samples.occupancy, sdf=samples.sdf)
+        written.append("samples.npz")
     else:
         warnings.warn(f"{name}: mesh is not watertight; samples.npz (occupancy, sdf) is not written", stacklevel=2)
 
     info = {"shape": name, **dataclasses.asdict(config), "radius": radius, "watertight": gt.watertight}
     info.update({f"{split}_views": n for split, n in split_sizes(config).items()})
-    atomic_write_text(out / "dataset.json", json.dumps(info, indent=2))
+    info.update({"format": EXPORT_FORMAT, "files": written})
+    atomic_write_text(out / DATASET_JSON, json.dumps(info, indent=2))
+    (out / IN_PROGRESS).unlink()
     return out
 
 
@@ -179,6 +209,90 @@ def _check_config(config: ExportConfig) -> None:
         )
     if config.n_points <= 0:
         raise ValueError(f"n_points must be positive, got {config.n_points}")
+
+
+# --- the dataset folder: what an export owns, deletes and leaves ----------------------------------
+
+DATASET_JSON = "dataset.json"
+EXPORT_FORMAT = "vision3d-blender-export"
+"""The ``format`` key of ``dataset.json`` and of the in-progress record: what marks a folder as ours."""
+_TOP_LEVEL_FILES = (DATASET_JSON, *(f"transforms_{s}.json" for s in SPLITS), "mesh.ply", "points.ply", "samples.npz")
+_VIEW_FILE = re.compile(r"(train|val|test)/r_[0-9]+(\.png|_depth\.npy)")
+_LEGACY_KEYS = {"shape", "views", "size", "seed", "radius", "watertight"}  # dataset.json before its file list
+
+
+def export_files(counts: dict[Split, int]) -> list[str]:
+    """Paths relative to the dataset folder of everything an export with ``counts`` views per split can write."""
+    views = [f"{split}/r_{i}{ext}" for split in SPLITS for i in range(counts[split]) for ext in (".png", "_depth.npy")]
+    return [*_TOP_LEVEL_FILES, *views]
+
+
+def _is_export_file(relative: str) -> bool:
+    return relative in _TOP_LEVEL_FILES or _VIEW_FILE.fullmatch(relative) is not None
+
+
+def _export_record(path: Path) -> set[str] | None:
+    """The files listed by an export's ``dataset.json`` or in-progress record; None if ``path`` is not one."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    if info.get("format") == EXPORT_FORMAT and isinstance(info.get("files"), list):
+        return {f for f in info["files"] if isinstance(f, str)}
+    if _LEGACY_KEYS <= info.keys():  # older exports wrote the same names without listing them
+        return {
+            f"{split}/{p.name}" for split in SPLITS if (path.parent / split).is_dir()
+            for p in (path.parent / split).iterdir() if _VIEW_FILE.fullmatch(f"{split}/{p.name}")
+        }
+    return None
+
+
+def previous_export_files(out: str | Path) -> set[str]:
+    """The files an earlier export wrote into ``out`` (relative paths), which the next export deletes.
+
+    These are the names an export writes (``transforms_*.json``, ``mesh.ply``, ``points.ply``,
+    ``samples.npz``, ``dataset.json``, ``<split>/r_<i>.png`` and ``_depth.npy``) that its
+    ``dataset.json`` or in-progress record lists, plus the fixed top-level names; other files stay.
+    Empty for a new or empty folder. A non-empty folder without such a record is refused with a
+    ``ValueError`` (``render --out ~`` must not delete a home folder), as is a file.
+    """
+    out = Path(out)
+    if not out.exists():
+        return set()
+    if not out.is_dir():
+        raise ValueError(f"out: {out} is a file, expected a dataset folder")
+    if not any(out.iterdir()):
+        return set()
+    records = [r for r in (_export_record(out / IN_PROGRESS), _export_record(out / DATASET_JSON)) if r is not None]
+    if not records:
+        raise ValueError(
+            f"out: {out} is not empty and holds no dataset written by export (no dataset.json of ours); "
+            "choose a new or empty folder"
+        )
+    return {f for f in set(_TOP_LEVEL_FILES).union(*records) if _is_export_file(f)}
+
+
+def _begin_export(out: Path, files: set[str]) -> None:
+    """Record ``files`` as in progress, then delete those that exist (``dataset.json`` first) and the
+    temporary files of atomic writes that a killed export left in ``out`` and its split folders."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / IN_PROGRESS, json.dumps({"format": EXPORT_FORMAT, "files": sorted(files)}, indent=0))
+    # Only the folders an export writes, not recursive: other subfolders (and split folders that link
+    # elsewhere) are not ours, and a live writer's temporary file there must not vanish under it.
+    for folder in (out, *(out / split for split in SPLITS if not (out / split).is_symlink())):
+        remove_stale_temporaries(folder)
+    root = out.resolve()
+    for relative in sorted(files, key=lambda f: f != DATASET_JSON):
+        path = out / relative
+        if path.parent.resolve() != root / Path(relative).parent:
+            continue  # a split folder that links elsewhere: not ours to empty
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+    for split in SPLITS:
+        if (out / split).is_dir() and not (out / split).is_symlink() and not any((out / split).iterdir()):
+            (out / split).rmdir()
 
 
 # --- point clouds and meshes ------------------------------------------------------------------------
@@ -199,41 +313,54 @@ def save_point_cloud(path: str | Path, points: np.ndarray, normals: np.ndarray) 
 def load_point_cloud(root: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Points ``[N, 3]`` and normals ``[N, 3]`` (float32; None when the file has none) from
     ``root/points.ply`` or a point-cloud path (PLY, PCD, XYZ: whatever open3d reads)."""
-    path = Path(root)
-    path = path / "points.ply" if path.is_dir() else path
-    if not path.is_file():
-        raise ValueError(f"no point cloud at {path}")
+    path = dataset_file(root, "points.ply", "point cloud")
+    if path.suffix.lower() == ".ply":
+        check_ply(path)  # open3d fills a truncated PLY up with zeros and carries on
     cloud = o3d.io.read_point_cloud(str(path))
     if not cloud.has_points():
-        raise ValueError(f"{path} holds no points")
+        raise ValueError(f"{path} holds no points (or is not a point cloud open3d can read)")
+    points = np.asarray(cloud.points, dtype=np.float32)
     normals = np.asarray(cloud.normals, dtype=np.float32) if cloud.has_normals() else None
-    return np.asarray(cloud.points, dtype=np.float32), normals
+    if not np.isfinite(points).all() or (normals is not None and not np.isfinite(normals).all()):
+        raise ValueError(f"{path} holds NaN or Inf coordinates")
+    return points, normals
 
 
 def load_samples(root: str | Path) -> Samples:
     """The labelled points of ``root/samples.npz``: points ``[N, 3]``, occupancy ``[N]``, sdf ``[N]``."""
-    path = Path(root)
-    path = path / "samples.npz" if path.is_dir() else path
-    if not path.is_file():
-        raise ValueError(f"no samples at {path} (export writes samples.npz only for watertight meshes)")
-    with np.load(path) as data:
-        missing = {"points", "occupancy", "sdf"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path} lacks the arrays {sorted(missing)}")
-        return Samples(
-            data["points"].astype(np.float32), data["occupancy"].astype(bool), data["sdf"].astype(np.float32)
+    path = dataset_file(root, "samples.npz", "samples", "(export writes samples.npz only for watertight meshes)")
+    arrays = load_npz(path, ("points", "occupancy", "sdf"))
+    points, occupancy, sdf = arrays["points"], arrays["occupancy"], arrays["sdf"]
+    n = len(points) if points.ndim == 2 else -1
+    if points.shape != (n, 3) or n == 0 or occupancy.shape != (n,) or sdf.shape != (n,):
+        raise ValueError(
+            f"{path}: expected points [N, 3], occupancy [N] and sdf [N] with N > 0, got "
+            f"{list(points.shape)}, {list(occupancy.shape)} and {list(sdf.shape)}"
         )
+    for key, array in arrays.items():
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: {key} must hold numbers, got dtype {array.dtype}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{path}: {key} holds NaN or Inf")
+    if occupancy.dtype != bool and not np.isin(occupancy, (0, 1)).all():
+        raise ValueError(f"{path}: occupancy must be boolean (0 or 1)")
+    return Samples(points.astype(np.float32), occupancy.astype(bool), sdf.astype(np.float32))
 
 
 def load_mesh(path: str | Path) -> trimesh.Trimesh:
     """A mesh file as stored (no normalisation), or ``path/mesh.ply`` when ``path`` is a dataset folder."""
-    path = Path(path)
-    path = path / "mesh.ply" if path.is_dir() else path
-    if not path.is_file():
-        raise ValueError(f"no mesh at {path}")
-    mesh = trimesh.load(path, force="mesh", process=False)
+    path = dataset_file(path, "mesh.ply", "mesh")
+    if path.suffix.lower() == ".ply":
+        check_ply(path)
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except Exception as exc:  # trimesh raises many types for unreadable files
+        raise ValueError(f"{path}: cannot read a mesh: {first_line(exc)}") from exc
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise ValueError(f"{path} holds no triangle mesh")
+    faces = np.asarray(mesh.faces)
+    if not np.isfinite(mesh.vertices).all() or faces.min() < 0 or faces.max() >= len(mesh.vertices):
+        raise ValueError(f"{path}: the mesh has NaN/Inf vertices or faces that index no vertex")
     return mesh
 
 
@@ -291,17 +418,6 @@ def resize_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:  # [
     return depth[np.ix_(rows, cols)].astype(np.float32)
 
 
-def _read_rgba(path: Path) -> np.ndarray:  # -> [H, W, 4] float32 in [0, 1]
-    image = np.asarray(imageio.imread(path))
-    scale = float(np.iinfo(image.dtype).max) if np.issubdtype(image.dtype, np.integer) else 1.0
-    image = image.astype(np.float32) / scale
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    if image.shape[-1] == 3:
-        image = np.concatenate([image, np.ones_like(image[..., :1])], axis=-1)
-    return image[..., :4]
-
-
 def _image_path(root: Path, file_path: str) -> Path:
     path = root / file_path
     return path if path.suffix.lower() in (".png", ".jpg", ".jpeg") else path.with_name(path.name + ".png")
@@ -319,6 +435,8 @@ def load_blender(
     ``size`` resizes every image to ``size x size`` by area averaging of premultiplied colour (so the
     silhouette does not pick up the colour stored under transparent pixels); the intrinsics scale with
     it. Depth maps ``<file_path>_depth.npy`` are loaded when present and resized by min-pooling.
+    Anything malformed (JSON, camera angle, a frame, a pose that is not rigid, an image, a depth map)
+    is a one-line ``ValueError`` naming the file and, where it applies, the frame.
     """
     root = Path(root)
     if split not in SPLITS:
@@ -330,41 +448,30 @@ def load_blender(
         raise ValueError(f"size must be a positive number of pixels, got {size}")
     if max_views is not None and max_views <= 0:
         raise ValueError(f"max_views must be positive, got {max_views}")
-    name = f"transforms_{split}.json"
-    meta_path = root / name
+    meta_path = root / f"transforms_{split}.json"
     if not meta_path.is_file():
         raise ValueError(f"split {split!r}: {meta_path} does not exist (expected a NeRF Blender-layout folder)")
-    meta = json.loads(meta_path.read_text())
-    if "camera_angle_x" not in meta:
-        raise ValueError(f"{name} has no camera_angle_x")
-    frames = meta.get("frames")
-    if not frames:
-        raise ValueError(f"{name} has no frames")
+    check_finished(root)
+    angle, frames = read_transforms(meta_path)
     frames = frames[:max_views]
 
     images, depths, poses, file_paths = [], [], [], []
     for i, frame in enumerate(frames):
-        if "file_path" not in frame:
-            raise ValueError(f"{name}: frame {i} has no file_path")
-        if "transform_matrix" not in frame:
-            raise ValueError(f"{name}: frame {i} ({frame['file_path']}) has no transform_matrix")
-        c2w = np.asarray(frame["transform_matrix"], dtype=np.float64)
-        if c2w.shape != (4, 4):
-            raise ValueError(f"{name}: frame {i} transform_matrix must be 4x4, got shape {c2w.shape}")
-        image_path = _image_path(root, frame["file_path"])
+        file_path, c2w, where = check_frame(frame, f"{meta_path}: frame {i}")
+        image_path = _image_path(root, file_path)
         if not image_path.is_file():
-            raise ValueError(f"{name}: frame {i}: image file {image_path} does not exist")
-        image = _read_rgba(image_path)
-        if images and image.shape != images[0].shape:
-            raise ValueError(f"{name}: {image_path} is {image.shape[:2]}, other images are {images[0].shape[:2]}")
+            raise ValueError(f"{where}: image file {image_path} does not exist")
+        image = read_rgba(image_path, where)
+        if images and image.shape[:2] != images[0].shape[:2]:
+            raise ValueError(f"{where}: {image_path} is {image.shape[:2]}, other images are {images[0].shape[:2]}")
         depth_path = image_path.with_name(image_path.stem + "_depth.npy")
-        depths.append(np.load(depth_path).astype(np.float32) if depth_path.is_file() else None)
+        depths.append(read_depth(depth_path, image.shape[:2], where) if depth_path.is_file() else None)
         images.append(image)
         poses.append(c2w)
-        file_paths.append(frame["file_path"])
+        file_paths.append(file_path)
 
     height, width = images[0].shape[:2]
-    intrinsics = Intrinsics.from_fov(width, height, float(meta["camera_angle_x"]))
+    intrinsics = Intrinsics.from_fov(width, height, angle)
     if size is not None and (size, size) != (height, width):
         intrinsics = intrinsics.resized(size, size)
         images = [_resize_rgba(im, size) for im in images]

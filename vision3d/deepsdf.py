@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vision3d.fields import AutoDecoder, FieldConfig, ImplicitField, as_numpy_sdf
-from vision3d.training import FitConfig, FittedShape, as_paths, fit, resolve_device, seed_everything
+from envs.io.run import RunFolder
+from generative.training import FitConfig, fit, resolve_device, seed_everything
+from vision3d.fields import AutoDecoder, FieldConfig, FittedShape, ImplicitField, Reconstruction, as_numpy_sdf, as_paths
 
 
 def clamped_l1(pred: Tensor, target: Tensor, delta: float = 0.1) -> Tensor:  # pred, target: [N] -> []
@@ -109,7 +110,7 @@ def _tensors(points: np.ndarray, sdf: np.ndarray, device: torch.device, k: int =
 
 
 class DeepSDFObjective:
-    """Clamped L1 on SDF samples of several shapes plus the code prior (``training.Objective``)."""
+    """Clamped L1 on SDF samples of several shapes plus the code prior (``generative.training.Objective``)."""
 
     def __init__(
         self,
@@ -165,7 +166,7 @@ class DeepSDFModel(NamedTuple):
 
 
 def fit_deepsdf_model(
-    data: Path | Sequence[Path], run_dir: Path, config: DeepSDFConfig | None = None, resume: bool = False
+    data: Path | Sequence[Path], run_dir: Path | RunFolder, config: DeepSDFConfig | None = None, resume: bool = False
 ) -> DeepSDFModel:
     """Fit one decoder and one code per data folder (each with ``samples.npz``)."""
     from vision3d.dataset import load_samples
@@ -175,15 +176,16 @@ def fit_deepsdf_model(
     samples = [load_samples(folder) for folder in folders]
     device = resolve_device(config.fit.device)
     objective = DeepSDFObjective([s.points for s in samples], [s.sdf for s in samples], config, device)
-    fit(objective, config.fit, Path(run_dir), resume=resume, desc="deepsdf")
+    fit(objective, config.fit, run_dir, resume=resume, desc="deepsdf", record=config)
     return DeepSDFModel(objective.decoder, [folder.name for folder in folders], device)
 
 
 def fit_deepsdf(
-    data: Path | Sequence[Path], run_dir: Path, config: DeepSDFConfig | None = None, resume: bool = False
-) -> list[FittedShape]:
-    """``fit_deepsdf_model`` and one ``FittedShape`` per folder, named after it."""
-    return fit_deepsdf_model(data, run_dir, config, resume).shapes()
+    data: Path | Sequence[Path], run_dir: Path | RunFolder, config: DeepSDFConfig | None = None, resume: bool = False
+) -> Reconstruction:
+    """``fit_deepsdf_model``: one ``FittedShape`` per folder, named after it, and the decoder."""
+    model = fit_deepsdf_model(data, run_dir, config, resume)
+    return Reconstruction(model.shapes(), model.decoder)
 
 
 class _CodeObjective:
@@ -219,7 +221,7 @@ def fit_code(
 ) -> Tensor:  # [latent_dim]
     """Encode a new shape: optimise its code alone (the decoder stays frozen, bit for bit) on SDF samples.
 
-    Runs ``config.infer_steps`` steps of ``training.fit`` at ``config.infer_lr``; logs go to ``run_dir``
+    Runs ``config.infer_steps`` steps of ``generative.training.fit`` at ``config.infer_lr``; logs go to ``run_dir``
     (a temporary folder when None).
     """
     config = config or DeepSDFConfig()
@@ -234,6 +236,7 @@ def fit_code(
         lr=config.infer_lr,
         seed=config.fit.seed,
         progress=False,
+        threads=config.fit.threads,
         log_every=max(1, config.infer_steps // 10),
         checkpoint_every=config.infer_steps,
     )

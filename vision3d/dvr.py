@@ -28,9 +28,7 @@ from RGB images and silhouettes only (no depth, no 3D supervision):
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -39,12 +37,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from envs.io import atomic_write_text
-from vision3d.camera import Intrinsics, pixel_rays
+from envs.io.config import dumps, from_jsonable
+from envs.io.files import atomic_write_text
+from envs.io.run import RunFolder, opened
+from generative.training import FitConfig, fit, load_modules, resolve_device, seed_everything
+from vision3d.camera import Intrinsics, image_rays
 from vision3d.dataset import load_blender
-from vision3d.fields import FieldConfig, ImplicitField, as_numpy_sdf
+from vision3d.fields import FieldConfig, FittedShape, ImplicitField, Reconstruction, as_numpy_sdf
+from vision3d.metrics import psnr, silhouette_iou
+from vision3d.occupancy import logit
 from vision3d.surface import find_surface, implicit_depth
-from vision3d.training import FitConfig, FittedShape, fit, load_modules, resolve_device, seed_everything
 
 CONFIG_FILE = "dvr_config.json"
 
@@ -113,15 +115,18 @@ class DVRConfig:
 
     def to_json(self) -> str:
         """The config as JSON (saved beside the checkpoint so that :func:`load_dvr` can rebuild the model)."""
-        return json.dumps(asdict(self), indent=2)
+        return dumps(self)
 
     @classmethod
-    def from_json(cls, text: str) -> DVRConfig:
-        """Inverse of :meth:`to_json`."""
-        values = json.loads(text)
-        nets = {k: values.pop(k) for k in ("occupancy", "texture")}
-        nets = {k: FieldConfig(**{**net, "skip": tuple(net["skip"])}) for k, net in nets.items()}
-        return cls(fit=FitConfig(**values.pop("fit")), **nets, **values)
+    def from_json(cls, text: str, where: str = "DVR config") -> DVRConfig:
+        """Inverse of :meth:`to_json`; a malformed file is a ``ValueError`` naming the field."""
+        import json
+
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise ValueError(f"{where} is not valid JSON: {err}") from None
+        return from_jsonable(cls, data, where)
 
 
 class DVRModel(nn.Module):
@@ -136,7 +141,7 @@ class DVRModel(nn.Module):
     @property
     def tau_logit(self) -> float:
         """The surface level in logit space, ``log(tau / (1 - tau))``."""
-        return math.log(self.config.tau / (1.0 - self.config.tau))
+        return logit(self.config.tau)
 
     def logits(self, points: Tensor) -> Tensor:  # [N, 3] -> [N]
         """Occupancy logits ``f_theta(p)``; inside where ``>= tau_logit``."""
@@ -171,7 +176,7 @@ def freespace_loss(logits: Tensor, n_rays: int) -> Tensor:  # logits: [M]
     return F.softplus(logits).sum() / n_rays
 
 
-def occupancy_loss(logits: Tensor, n_rays: int) -> Tensor:  # logits: [M]
+def occupied_loss(logits: Tensor, n_rays: int) -> Tensor:  # logits: [M]
     """Binary cross-entropy towards occupancy 1, ``sum -log(sigmoid(l)) / n_rays``."""
     return F.softplus(-logits).sum() / n_rays
 
@@ -222,7 +227,7 @@ def dvr_losses(
     return DVRLosses(
         loss_rgb,
         freespace_loss(logits[:n_free], n),
-        occupancy_loss(logits[n_free:], n),
+        occupied_loss(logits[n_free:], n),
         int(photo.sum()),
         n_free,
         int(grow.sum()),
@@ -230,7 +235,7 @@ def dvr_losses(
 
 
 class DVRObjective:
-    """``training.Objective`` of DVR: random pixels of all training views per step."""
+    """``generative.training.Objective`` of DVR: random pixels of all training views per step."""
 
     def __init__(
         self,
@@ -275,23 +280,14 @@ class DVRObjective:
         }
 
 
-def image_rays(intrinsics: Intrinsics, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # poses [V, 4, 4]
-    """Origins and directions ``[V, H, W, 3]`` of every pixel of every view (``camera.pixel_rays``)."""
-    poses = np.asarray(poses)
-    if poses.ndim != 3 or poses.shape[1:] != (4, 4):
-        raise ValueError(f"poses must be [V, 4, 4], got {poses.shape}")
-    rays = [pixel_rays(intrinsics, pose) for pose in poses]
-    return np.stack([o for o, _ in rays]), np.stack([d for _, d in rays])
-
-
-def fit_dvr(data: Path, run_dir: Path, config: DVRConfig | None = None, resume: bool = False) -> list[FittedShape]:
+def fit_dvr(data: Path, run_dir: Path | RunFolder, config: DVRConfig | None = None, resume: bool = False) -> Reconstruction:
     """Fit DVR to the training views of a Blender-layout dataset at ``data``; see the module docstring.
 
     Writes ``run_dir/dvr_config.json`` (to rebuild the model, :func:`load_dvr`) besides what
-    ``training.fit`` writes. Returns one shape whose ``sdf`` is ``-(logit - logit(tau))``.
+    ``generative.training.fit`` writes. Returns the model and one shape whose ``sdf`` is ``-(logit - logit(tau))``.
     """
     config = config or DVRConfig()
-    data, run_dir = Path(data), Path(run_dir)
+    data = Path(data)
     if not (data / "transforms_train.json").exists():
         raise ValueError(f"data must be a dataset folder with transforms_train.json, got {data}")
     seed_everything(config.fit.seed)
@@ -305,11 +301,12 @@ def fit_dvr(data: Path, run_dir: Path, config: DVRConfig | None = None, resume: 
 
     objective = DVRObjective(model, flat(origins), flat(directions), flat(views.rgb), flat(views.masks, torch.bool),
                              config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_FILE, config.to_json())
-    fit(objective, config.fit, run_dir, resume=resume, desc="dvr")
+    with opened(run_dir, config=config, resume=resume) as run:
+        if run.writer:
+            atomic_write_text(run.path / CONFIG_FILE, config.to_json())
+        fit(objective, config.fit, run, resume=resume, desc="dvr")
     model.eval()
-    return [FittedShape(data.name or "dvr", as_numpy_sdf(model.sdf, device))]
+    return Reconstruction([FittedShape(data.name or "dvr", as_numpy_sdf(model.sdf, device))], model)
 
 
 def load_dvr(run_dir: Path, device: str = "cpu") -> DVRModel:
@@ -317,7 +314,7 @@ def load_dvr(run_dir: Path, device: str = "cpu") -> DVRModel:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
         raise ValueError(f"run_dir must hold {CONFIG_FILE} and a checkpoint from fit_dvr, got {run_dir}")
-    config = DVRConfig.from_json((run_dir / CONFIG_FILE).read_text())
+    config = DVRConfig.from_json((run_dir / CONFIG_FILE).read_text(), str(run_dir / CONFIG_FILE))
     model = DVRModel(config)
     load_modules(run_dir, {"dvr": model})
     return model.to(device).eval()
@@ -360,25 +357,6 @@ def render_field(
         hit.reshape(shape).cpu().numpy(),
         depth.reshape(shape).float().cpu().numpy(),
     )
-
-
-def silhouette_iou(pred_masks: np.ndarray, gt_masks: np.ndarray) -> float:  # both [N, H, W] bool
-    """Intersection over union of two sets of silhouettes, pooled over all pixels of all views (1 if both empty)."""
-    pred_masks, gt_masks = np.asarray(pred_masks, dtype=bool), np.asarray(gt_masks, dtype=bool)
-    if pred_masks.shape != gt_masks.shape:
-        raise ValueError(
-            f"pred_masks and gt_masks must have the same shape, got {pred_masks.shape} and {gt_masks.shape}"
-        )
-    union = np.logical_or(pred_masks, gt_masks).sum()
-    return 1.0 if union == 0 else float(np.logical_and(pred_masks, gt_masks).sum() / union)
-
-
-def psnr(pred: np.ndarray, target: np.ndarray) -> float:  # both [..., 3] in [0, 1]
-    """Peak signal-to-noise ratio ``-10 log10(MSE)`` of images in ``[0, 1]``."""
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {pred.shape} and {target.shape}")
-    mse = float(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2))
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
 class DVREvaluation(NamedTuple):

@@ -16,9 +16,10 @@ fields of DVR (Niemeyer et al., 2020):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -186,3 +187,31 @@ def as_numpy_sdf(
         return out
 
     return sdf
+
+
+@dataclass
+class FittedShape:
+    """A fitted shape: ``sdf`` maps float32 points ``[N, 3]`` to ``[N]``, negative inside, surface at 0."""
+
+    name: str
+    sdf: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+
+
+class Reconstruction(NamedTuple):
+    """What every ``fit_<method>`` returns: the fitted shapes and the trained model itself, so callers
+    evaluate or render it without reading it back from disk."""
+
+    shapes: list[FittedShape]
+    model: nn.Module
+
+
+def as_paths(data: str | Path | Sequence[str | Path], name: str = "data") -> list[Path]:
+    """One data folder or several, as a non-empty list of existing folders."""
+    items = [data] if isinstance(data, (str, Path)) else list(data)
+    if not items:
+        raise ValueError(f"{name}: expected at least one data folder, got none")
+    paths = [Path(item) for item in items]
+    missing = [str(p) for p in paths if not p.is_dir()]
+    if missing:
+        raise ValueError(f"{name}: expected existing data folders, these are missing: {', '.join(missing)}")
+    return paths

@@ -27,8 +27,9 @@ from scipy.spatial import cKDTree
 from torch import Tensor, nn
 
 from vision3d import SCENE_BOUND
-from vision3d.fields import FieldConfig, ImplicitField, as_numpy_sdf, gradient
-from vision3d.training import FitConfig, FittedShape, fit, resolve_device, seed_everything
+from envs.io.run import RunFolder
+from generative.training import FitConfig, fit, resolve_device, seed_everything
+from vision3d.fields import FieldConfig, FittedShape, ImplicitField, Reconstruction, as_numpy_sdf, gradient
 
 
 def vanish_term(f: Tensor) -> Tensor:  # f: [N] or [N, 1] -> []
@@ -120,7 +121,7 @@ class IGRConfig:
 
 
 class IGRObjective:
-    """Vanish + Eikonal (+ normal) loss on a point cloud (``training.Objective``)."""
+    """Vanish + Eikonal (+ normal) loss on a point cloud (``generative.training.Objective``)."""
 
     def __init__(
         self,
@@ -173,7 +174,7 @@ class IGRObjective:
         return loss, terms
 
 
-def fit_igr(data: Path, run_dir: Path, config: IGRConfig | None = None, resume: bool = False) -> list[FittedShape]:
+def fit_igr(data: Path, run_dir: Path | RunFolder, config: IGRConfig | None = None, resume: bool = False) -> Reconstruction:
     """Fit an SDF to the point cloud ``data/points.ply`` (normals used only with ``use_normals``);
     returns one ``FittedShape`` named after the folder."""
     from vision3d.dataset import load_point_cloud
@@ -185,6 +186,6 @@ def fit_igr(data: Path, run_dir: Path, config: IGRConfig | None = None, resume: 
     points, normals = load_point_cloud(data)
     device = resolve_device(config.fit.device)
     objective = IGRObjective(points, normals, config, device)
-    fit(objective, config.fit, Path(run_dir), resume=resume, desc="igr")
+    fit(objective, config.fit, run_dir, resume=resume, desc="igr", record=config)
     objective.network.eval()
-    return [FittedShape(data.name, as_numpy_sdf(lambda x: objective.network(x), device))]
+    return Reconstruction([FittedShape(data.name, as_numpy_sdf(lambda x: objective.network(x), device))], objective.network)

@@ -13,12 +13,16 @@ Convolutional Occupancy Networks (Peng et al. 2020), with the F-score of Tatarch
   ``Q``) and recall (fraction of ``Q`` within ``d`` of ``P``).
 * **volumetric IoU** ``= |occ_P and occ_Q| / |occ_P or occ_Q|`` over points drawn uniformly in a box.
 
+and, for rendered images (DVR, NeRF, Gaussian splatting), the **silhouette IoU** of masks and the
+**PSNR** ``-10 log10(MSE)`` of colours in ``[0, 1]``.
+
 Point sets are surface samples drawn by area (``groundtruth.surface_samples``), nearest neighbours
 come from scipy's ``cKDTree``, and occupancy from ``groundtruth.GroundTruth`` (open3d ray parity).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -206,3 +210,22 @@ def evaluate_mesh(
         fscore=_fscore(m, threshold),
         fscore_threshold=threshold,
     )
+
+
+def silhouette_iou(pred_masks: np.ndarray, gt_masks: np.ndarray) -> float:  # both [N, H, W] bool
+    """Intersection over union of two sets of silhouettes, pooled over all pixels of all views (1 if both empty)."""
+    pred_masks, gt_masks = np.asarray(pred_masks, dtype=bool), np.asarray(gt_masks, dtype=bool)
+    if pred_masks.shape != gt_masks.shape:
+        raise ValueError(
+            f"pred_masks and gt_masks must have the same shape, got {pred_masks.shape} and {gt_masks.shape}"
+        )
+    union = np.logical_or(pred_masks, gt_masks).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred_masks, gt_masks).sum() / union)
+
+
+def psnr(pred: np.ndarray, target: np.ndarray) -> float:  # both [..., 3] in [0, 1]
+    """Peak signal-to-noise ratio ``-10 log10(MSE)`` of images in ``[0, 1]``."""
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have the same shape, got {pred.shape} and {target.shape}")
+    mse = float(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2))
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)

@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vision3d.fields import AutoDecoder, FieldConfig, as_numpy_sdf
-from vision3d.training import FitConfig, FittedShape, as_paths, fit, resolve_device, seed_everything
+from envs.io.run import RunFolder
+from generative.training import FitConfig, fit, resolve_device, seed_everything
+from vision3d.fields import AutoDecoder, FieldConfig, FittedShape, Reconstruction, as_numpy_sdf, as_paths
 
 
 def occupancy_loss(logits: Tensor, labels: Tensor) -> Tensor:  # logits: [N], labels: [N] in {0, 1}
@@ -83,7 +84,7 @@ class OccupancyConfig:
 
 
 class OccupancyObjective:
-    """BCE on labelled points of several shapes, one code per shape (``training.Objective``)."""
+    """BCE on labelled points of several shapes, one code per shape (``generative.training.Objective``)."""
 
     def __init__(
         self,
@@ -146,10 +147,10 @@ class OccupancyObjective:
 
 
 def fit_occupancy(
-    data: Path | Sequence[Path], run_dir: Path, config: OccupancyConfig | None = None, resume: bool = False
-) -> list[FittedShape]:
+    data: Path | Sequence[Path], run_dir: Path | RunFolder, config: OccupancyConfig | None = None, resume: bool = False
+) -> Reconstruction:
     """Fit one occupancy network with one code per data folder (each with ``samples.npz``); the
-    shapes are named after their folders. Logs and checkpoints go to ``run_dir`` (``training.fit``)."""
+    shapes are named after their folders. Logs and checkpoints go to ``run_dir`` (``generative.training.fit``)."""
     from vision3d.dataset import load_samples
 
     config = config or OccupancyConfig()
@@ -157,5 +158,5 @@ def fit_occupancy(
     samples = [load_samples(folder) for folder in folders]
     device = resolve_device(config.fit.device)
     objective = OccupancyObjective([s.points for s in samples], [s.occupancy for s in samples], config, device)
-    fit(objective, config.fit, Path(run_dir), resume=resume, desc="occupancy")
-    return objective.fitted([folder.name for folder in folders])
+    fit(objective, config.fit, run_dir, resume=resume, desc="occupancy", record=config)
+    return Reconstruction(objective.fitted([folder.name for folder in folders]), objective.decoder)

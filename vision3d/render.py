@@ -26,7 +26,7 @@ import numpy as np
 import open3d as o3d
 import trimesh
 
-from envs.io import atomic_path
+from envs.io.video import write_video
 from vision3d.camera import Intrinsics, pixel_rays, sphere_poses
 from vision3d.groundtruth import raycasting_scene
 from vision3d.shapes import NEUTRAL_GREY, vertex_colors
@@ -256,19 +256,10 @@ def orbit_video(
 
     Meshes without colours (e.g. marching-cubes reconstructions) are shown in neutral grey.
     """
-    import imageio.v2 as imageio
-
     if frames <= 0 or size <= 0 or fps <= 0:
         raise ValueError(f"frames, size and fps must be positive, got {frames}, {size}, {fps}")
-    path = Path(path)
     intrinsics = Intrinsics.from_fov(size, size, camera_angle_x)
     poses = sphere_poses(frames, radius=framing_radius(mesh, camera_angle_x), mode="turntable", elevation=elevation)
-    with MeshRenderer(mesh, intrinsics) as renderer, atomic_path(path) as tmp:
-        # macro_block_size=1: any size is written as is (H.264 in yuv420p needs even sizes only).
-        writer = imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1)
-        try:
-            for c2w in poses:
-                writer.append_data(composite(renderer.render(c2w)[0], background))
-        finally:
-            writer.close()
-    return path
+    with MeshRenderer(mesh, intrinsics) as renderer:
+        write_video((composite(renderer.render(c2w)[0], background) for c2w in poses), path, fps=fps)
+    return Path(path)

@@ -9,12 +9,5 @@ from agents.deep.dqn import DQN, DQNConfig
 from agents.deep.reinforce import REINFORCE, ReinforceConfig
 from agents.deep.trainer import RunConfig, RunResult, TrainingDiverged, train
 
-# name -> (agent class, config class); the command line builds agents from here
-AGENTS: dict[str, tuple[type[DeepAgent], type]] = {
-    "dqn": (DQN, DQNConfig),
-    "reinforce": (REINFORCE, ReinforceConfig),
-    "actor-critic": (ActorCritic, ActorCriticConfig),
-}
-
-__all__ = ["AGENTS", "DQN", "REINFORCE", "ActorCritic", "ActorCriticConfig", "Batch", "ReinforceConfig", "DQNConfig", "DeepAgent", "Iteration", "ReplayBuffer", "RunConfig",
+__all__ = ["DQN", "REINFORCE", "ActorCritic", "ActorCriticConfig", "Batch", "ReinforceConfig", "DQNConfig", "DeepAgent", "Iteration", "ReplayBuffer", "RunConfig",
            "RunResult", "TrainingDiverged", "train"]

@@ -15,7 +15,6 @@ bootstraps from the value of its true final observation, ``infos["final_obs"]``.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.deep.base import DeepAgent, EnvFactory, Iteration, env_state, finished_episodes
+from agents.deep.base import DeepAgent, EnvFactory, Iteration, StateAccess, finished_episodes
 from agents.deep.distributions import Policy
 from agents.deep.networks import Network, as_tensor
 from agents.deep.reinforce import normalize, policy_gradient_loss
@@ -35,7 +34,10 @@ class ActorCriticConfig:
     """A2C hyperparameters; the defaults solve CartPole-v1 (see tests/agents/deep/test_learning_slow.py)."""
 
     n_envs: int = 8
-    """Parallel environments (a SyncVectorEnv)."""
+    """Parallel environments."""
+    vector: Literal["sync", "async"] = "sync"
+    """Step the environments in this process one after another (sync), or each in its own process
+    (async, Gymnasium's AsyncVectorEnv: worth it when one environment step is expensive)."""
     n_steps: int = 5
     """Steps of every environment per update; the longest n of the n-step returns."""
     learning_rate: float = 7e-4
@@ -141,7 +143,9 @@ class ActorCritic(DeepAgent):
             raise ValueError(f"n_envs and n_steps must be >= 1, got {c.n_envs} and {c.n_steps}")
         # SAME_STEP: the observation after an episode end is already the reset one; the true final
         # observation comes in infos["final_obs"] (needed to bootstrap truncated episodes).
-        self.envs = gym.vector.SyncVectorEnv([make_env] * c.n_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        factories = [lambda: StateAccess(make_env())] * c.n_envs
+        vector = gym.vector.AsyncVectorEnv if c.vector == "async" else gym.vector.SyncVectorEnv
+        self.envs = vector(factories, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         self.obs_space = self.envs.single_observation_space
         self.actor = Policy(self.obs_space, self.envs.single_action_space, c.hidden, c.log_std_init)
         self.critic = Network(self.obs_space, 1, c.hidden, nn.Tanh)
@@ -217,13 +221,8 @@ class ActorCritic(DeepAgent):
 
     # ------------------------------------------------------------------ checkpoints
     def extra_state(self) -> dict[str, Any]:
-        return {"obs": self.obs, "envs": [env_state(env) for env in self.envs.envs]}
+        return {"obs": self.obs, "envs": list(self.envs.get_attr("plain_state"))}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        if all(s is not None for s in state["envs"]):
-            for i, saved in enumerate(state["envs"]):
-                self.envs.envs[i].close()
-                self.envs.envs[i] = pickle.loads(saved)
-            self.obs = state["obs"]
-        else:  # an environment could not be saved: start fresh, seeded episodes
-            self.obs, _ = self.envs.reset(seed=self.seed + self.steps)
+        self.envs.set_attr("plain_state", list(state["envs"]))
+        self.obs = state["obs"]

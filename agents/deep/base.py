@@ -9,7 +9,6 @@ rest — evaluation, logging, checkpoints — the same way for all of them.
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
@@ -17,6 +16,8 @@ from typing import Any, ClassVar, NamedTuple
 import gymnasium as gym
 import numpy as np
 import torch
+
+from envs.state import env_state, load_env_state
 
 EnvFactory = Callable[[], gym.Env]
 
@@ -68,8 +69,15 @@ class DeepAgent(ABC):
     def modules(self) -> dict[str, torch.nn.Module | torch.optim.Optimizer]:
         """Networks and optimizers whose ``state_dict`` goes into a checkpoint."""
 
+    def close(self) -> None:
+        """Close the agent's environments (a vector env's worker processes, physics clients)."""
+        for name in ("env", "envs"):
+            env = getattr(self, name, None)
+            if env is not None:
+                env.close()
+
     def extra_state(self) -> dict[str, Any]:
-        """Anything else a resumed run needs (replay buffer, current observation, ...)."""
+        """Anything else a resumed run needs (replay buffer, current observation, ...), as plain data."""
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional
@@ -103,10 +111,16 @@ class DeepAgent(ABC):
         self.load_extra_state(state["extra"])
 
 
-def env_state(env: gym.Env) -> bytes | None:
-    """The environment pickled, so a resumed run continues the same episode; ``None`` if it cannot be
-    pickled (a physics client, say), in which case the resumed run starts a fresh episode."""
-    try:
-        return pickle.dumps(env)
-    except (pickle.PicklingError, TypeError, AttributeError, ValueError):
-        return None
+class StateAccess(gym.Wrapper):
+    """Outermost wrapper of each environment of a vector env: ``plain_state`` reads and writes the
+    environment's state as plain data (:mod:`envs.state`). Vector envs reach it through ``get_attr`` and
+    ``set_attr``, which works the same for ``SyncVectorEnv`` and for ``AsyncVectorEnv``, whose
+    environments live in other processes."""
+
+    @property
+    def plain_state(self) -> dict[str, Any]:
+        return env_state(self.env)
+
+    @plain_state.setter
+    def plain_state(self, state: dict[str, Any]) -> None:
+        load_env_state(self.env, state)

@@ -50,6 +50,7 @@ class ReplayBuffer:
         self.valid = np.zeros(capacity, dtype=bool)  # slot starts a transition whose next slot holds s'
         self.pos = 0  # slot of the current state
         self.continuing = False  # slot `pos` already holds the current state (written as the last s')
+        self.filled = 0  # slots [0, filled) have been written; == capacity once the ring wrapped around
 
     def __len__(self) -> int:
         """Number of stored transitions."""
@@ -67,6 +68,7 @@ class ReplayBuffer:
         j = (i + 1) % self.capacity
         self.obs[j] = next_obs
         self.valid[j] = False  # its old transition lost its state
+        self.filled = self.capacity if j < i else max(self.filled, j + 1)  # slots are written in order
         if terminated or truncated:
             self.pos, self.continuing = (j + 1) % self.capacity, False
             self.valid[self.pos] = False  # about to be overwritten by the next episode's first state
@@ -85,12 +87,31 @@ class ReplayBuffer:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"obs": self.obs, "actions": self.actions, "rewards": self.rewards, "terminated": self.terminated,
-                "valid": self.valid, "pos": self.pos, "continuing": self.continuing}
+        """The buffer as numpy arrays and numbers; the arrays hold only the ``filled`` slots written so
+        far, so a checkpoint of a barely used buffer stays small (all of them once the ring wrapped)."""
+        n = self.filled
+        return {"obs": self.obs[:n].copy(), "actions": self.actions[:n].copy(), "rewards": self.rewards[:n].copy(),
+                "terminated": self.terminated[:n].copy(), "valid": self.valid[:n].copy(), "capacity": self.capacity,
+                "filled": n, "pos": self.pos, "continuing": self.continuing}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("obs", "actions", "rewards", "terminated", "valid"):
-            if np.shape(state[key]) != getattr(self, key).shape:
-                raise ValueError(f"replay buffer field {key!r} has shape {np.shape(state[key])}, expected {getattr(self, key).shape}")
-            setattr(self, key, np.array(state[key], dtype=getattr(self, key).dtype))
-        self.pos, self.continuing = int(state["pos"]), bool(state["continuing"])
+        """Restore a :meth:`state_dict` into this buffer's full capacity (the same as the saved one).
+
+        A state without ``filled`` (one that holds every slot) is accepted too.
+        """
+        capacity = int(state.get("capacity", self.capacity))
+        if capacity != self.capacity:
+            raise ValueError(f"replay buffer state has capacity {capacity}, this buffer {self.capacity}")
+        n = int(state.get("filled", self.capacity))
+        if not 0 <= n <= self.capacity:
+            raise ValueError(f"replay buffer state has filled={n}, expected a number in [0, {self.capacity}]")
+        keys = ("obs", "actions", "rewards", "terminated", "valid")
+        for key in keys:  # every check before the first write, so a bad state changes nothing
+            expected = (n, *getattr(self, key).shape[1:])
+            if np.shape(state[key]) != expected:
+                raise ValueError(f"replay buffer field {key!r} has shape {np.shape(state[key])}, expected {expected}")
+        for key in keys:  # in place: no second copy of a large buffer
+            full = getattr(self, key)
+            full[:n] = np.asarray(state[key], dtype=full.dtype)
+            full[n:] = 0
+        self.filled, self.pos, self.continuing = n, int(state["pos"]), bool(state["continuing"])

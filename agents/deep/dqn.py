@@ -10,7 +10,6 @@ write ``V_theta(s)`` for the network where they mean ``Q_theta(s, a)``; this is 
 from __future__ import annotations
 
 import copy
-import pickle
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.deep.base import DeepAgent, EnvFactory, Iteration, env_state, finished_episodes
+from agents.deep.base import DeepAgent, EnvFactory, Iteration, finished_episodes
 from agents.deep.buffer import Batch, ReplayBuffer
 from agents.deep.networks import Network, as_tensor
+from envs.state import env_state, load_env_state
 
 
 @dataclass
@@ -168,9 +168,6 @@ class DQN(DeepAgent):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.buffer.load_state_dict(state["buffer"])
-        if state["env"] is not None:
-            self.env = pickle.loads(state["env"])
-            self.obs = state["obs"]
-        else:  # the environment could not be saved: start a fresh, seeded episode
-            self.obs, _ = self.env.reset(seed=self.seed + self.steps)
+        load_env_state(self.env, state["env"])  # the episode goes on where the checkpoint left it
+        self.obs = state["obs"]
         self.env.action_space.np_random.bit_generator.state = state["action_rng"]

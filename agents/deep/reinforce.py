@@ -14,7 +14,6 @@ return gives exactly the reward-to-go used here.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -22,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.deep.base import DeepAgent, EnvFactory, Iteration, env_state, finished_episodes
+from agents.deep.base import DeepAgent, EnvFactory, Iteration, finished_episodes
 from agents.deep.distributions import Policy
 from agents.deep.networks import Network, as_tensor
+from envs.state import env_state, load_env_state
 
 Baseline = Literal["value", "mean", "none"]
 
@@ -217,8 +217,4 @@ class REINFORCE(DeepAgent):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.mean_return = state["mean_return"]
         self.next_reset_seed = state["next_reset_seed"]
-        if state["env"] is not None:
-            self.env.close()
-            self.env = pickle.loads(state["env"])
-        elif self.next_reset_seed is None:  # the environment could not be saved: seed the next episode
-            self.next_reset_seed = self.seed + self.steps
+        load_env_state(self.env, state["env"])

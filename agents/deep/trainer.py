@@ -1,10 +1,13 @@
 """The one training loop of the deep agents: iterate, evaluate every ``eval_every`` steps, log,
 checkpoint atomically, resume, and stop cleanly on a NaN loss.
 
-Run folder:
-  ``metrics.csv``   step, episodes, train_return (mean of the episodes finished since the last row),
-                    eval_mean, eval_std, and the mean of each loss
-  ``checkpoint.pt`` the agent (networks, optimizers, random generators, replay buffer) and the loop
+The run folder is :class:`envs.io.run.RunFolder` (lock, ``config.json``, atomic checkpoints that load
+with ``torch.load(weights_only=True)``):
+
+  ``metrics.csv``   step (environment steps), episodes, train_return (mean of the episodes finished
+                    since the last row), eval_mean, eval_std, seconds (summed over resumes), the losses
+  ``checkpoint.pt`` the agent (networks, optimizers, random generators, replay buffer, the live
+                    environments' state as plain data) and the loop
   ``best.pt``       the agent at its best periodic evaluation (as Stable-Baselines3's EvalCallback)
   ``tensorboard/``  the same scalars, with ``tensorboard=True``
 """
@@ -12,7 +15,6 @@ Run folder:
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +25,10 @@ from tqdm.auto import tqdm
 
 from agents.deep.base import DeepAgent
 from agents.rollout import evaluate
-from envs.io import atomic_torch_save, atomic_write_csv, load_torch_checkpoint
+from envs.io.run import BEST, CHECKPOINT, RunFolder, TrainingDiverged, opened
 
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.pt"
-
-
-class TrainingDiverged(ValueError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
+FORMAT = "machine-perception/agent-1"
+__all__ = ["RunConfig", "RunResult", "TrainingDiverged", "train"]
 
 
 @dataclass
@@ -50,13 +48,18 @@ class RunConfig:
     seed: int = 0
     """Seed of the evaluation episodes (the agent has its own)."""
     resume: bool = False
-    """Continue from ``out/checkpoint.pt`` if it exists."""
+    """Continue the run in ``out`` from its checkpoint.pt."""
     tensorboard: bool = False
     """Also write TensorBoard scalars to ``out/tensorboard``."""
     progress: bool = True
     """Show a progress bar."""
     final: Literal["best", "last"] = "best"
     """Weights scored by the final evaluation: those of the best periodic evaluation, or the last ones."""
+
+    def __post_init__(self) -> None:
+        if min(self.steps, self.eval_every, self.eval_episodes, self.final_episodes) < 1:
+            raise ValueError(f"steps, eval_every, eval_episodes and final_episodes must be >= 1, got {self.steps}, "
+                             f"{self.eval_every}, {self.eval_episodes}, {self.final_episodes}")
 
 
 class RunResult(NamedTuple):
@@ -70,74 +73,96 @@ class RunResult(NamedTuple):
     best_step: int  # step of the best periodic evaluation
 
 
-def save_checkpoint(path: Path, agent: DeepAgent, loop: dict[str, Any]) -> None:
-    atomic_torch_save(path, {"agent": agent.state_dict(), "loop": loop})
+def _state(agent: DeepAgent, loop: dict[str, Any], folder: RunFolder) -> dict[str, Any]:
+    return {"format": FORMAT, "agent": agent.state_dict(), "loop": dict(loop), "run": folder.state_dict()}
 
 
-def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig) -> RunResult:
-    """Train ``agent`` for ``run.steps`` environment steps; see the module docstring for the outputs."""
-    run.out.mkdir(parents=True, exist_ok=True)
-    checkpoint = run.out / CHECKPOINT
-    loop: dict[str, Any] = {"rows": [], "episodes": 0, "next_eval": run.eval_every, "best": -math.inf, "best_step": 0}
-    if run.resume and checkpoint.exists():
-        state = load_torch_checkpoint(checkpoint)
-        agent.load_state_dict(state["agent"])
-        loop = state["loop"]
-    writer = None
-    if run.tensorboard:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as err:
-            raise ValueError(f"tensorboard=True needs the tensorboard package (pip install tensorboard): {err}") from err
-        writer = SummaryWriter(str(run.out / "tensorboard"))
+def restore(agent: DeepAgent, state: dict[str, Any], path: Path) -> None:
+    """Load ``state`` (the agent part of a checkpoint) into ``agent``; a checkpoint of another agent,
+    network or environment, or a malformed one, is a one-line ``ValueError`` naming ``path``."""
+    try:
+        agent.load_state_dict(state)
+    except (KeyError, TypeError, IndexError, AttributeError, RuntimeError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"checkpoint {path} does not fit this agent and environment ({type(err).__name__}: "
+                         f"{reason[:200]})") from None
+
+
+def load_agent_state(path: Path) -> dict[str, Any]:
+    """The agent part of a checkpoint or best.pt written by :func:`train` (read safely)."""
+    from envs.io.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    if state.get("format") != FORMAT or "agent" not in state:
+        raise ValueError(f"{path} is not a checkpoint of a deep agent (format {state.get('format')!r})")
+    return state["agent"]
+
+
+def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig,
+          folder: RunFolder | None = None) -> RunResult:
+    """Train ``agent`` for ``run.steps`` environment steps; see the module docstring for the outputs.
+
+    ``folder`` is an open run folder of the caller (whose ``config.json`` describes the whole run);
+    without one, ``run.out`` is opened with ``run`` as its config.
+    """
+    with opened(folder or run.out, config=run, resume=run.resume, tensorboard=run.tensorboard) as folder:
+        return _train(agent, make_eval_env, run, folder)
+
+
+def _train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig, folder: RunFolder) -> RunResult:
+    checkpoint = folder.path / CHECKPOINT
+    loop: dict[str, Any] = {"episodes": 0, "next_eval": run.eval_every, "best": -math.inf, "best_step": 0}
+    if folder.resume:
+        state = folder.load()
+        if state.get("format") != FORMAT:
+            raise ValueError(f"{checkpoint} is not a checkpoint of a deep agent (format {state.get('format')!r})")
+        restore(agent, state["agent"], checkpoint)
+        loop = dict(state["loop"])
+        folder.load_state_dict(state["run"])
     eval_env = make_eval_env()
     recent: list[float] = []
     losses: dict[str, list[float]] = {}
     bar = tqdm(total=run.steps, initial=agent.steps, desc=agent.name, unit="step", disable=not run.progress)
-    start = time.perf_counter()
-    while agent.steps < run.steps:
-        result = agent.iterate()
-        for key, value in result.losses.items():
-            if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"{agent.name}: loss {key!r} became {value} at step {agent.steps}; stopped. "
-                    f"The last good checkpoint is {checkpoint if checkpoint.exists() else 'not written yet'}."
-                )
-            losses.setdefault(key, []).append(value)
-        recent += [r for r, _ in result.episodes]
-        loop["episodes"] += len(result.episodes)
-        bar.update(result.steps)
-        if agent.steps >= loop["next_eval"] or agent.steps >= run.steps:
-            returns = evaluate(eval_env, lambda o: agent.act(o, deterministic=True), run.eval_episodes,
-                               seed=run.seed + 10_000 + agent.steps)
-            row = {"step": agent.steps, "episodes": loop["episodes"],
-                   "train_return": float(np.mean(recent)) if recent else float("nan"),
-                   "eval_mean": float(returns.mean()), "eval_std": float(returns.std()),
-                   "seconds": time.perf_counter() - start}
-            row.update({k: float(np.mean(v)) for k, v in losses.items()})
-            loop["rows"].append(row)
-            loop["next_eval"] = agent.steps + run.eval_every
-            recent, losses = [], {}
-            atomic_write_csv(run.out / "metrics.csv", loop["rows"])
-            if row["eval_mean"] >= loop["best"]:  # ties go to the later, longer-trained weights
-                loop["best"], loop["best_step"] = row["eval_mean"], agent.steps
-                save_checkpoint(run.out / BEST, agent, loop)
-            save_checkpoint(checkpoint, agent, loop)
-            if writer is not None:
-                for key, value in row.items():
-                    if key != "step":
-                        writer.add_scalar(key, value, agent.steps)
-            bar.set_postfix(eval=f"{row['eval_mean']:.1f}", train=f"{row['train_return']:.1f}")
-    bar.close()
-    if writer is not None:
-        writer.close()
+    try:
+        while agent.steps < run.steps:
+            result = agent.iterate()
+            for key, value in result.losses.items():
+                if not math.isfinite(value):
+                    raise TrainingDiverged(
+                        f"{agent.name}: loss {key!r} became {value} at step {agent.steps}; stopped. "
+                        f"The last good checkpoint is {checkpoint if checkpoint.exists() else 'not written yet'}."
+                    )
+                losses.setdefault(key, []).append(value)
+            recent += [r for r, _ in result.episodes]
+            loop["episodes"] += len(result.episodes)
+            bar.update(result.steps)
+            if agent.steps >= loop["next_eval"] or agent.steps >= run.steps:
+                returns = evaluate(eval_env, lambda o: agent.act(o, deterministic=True), run.eval_episodes,
+                                   seed=run.seed + 10_000 + agent.steps)
+                row = {"step": agent.steps, "episodes": loop["episodes"],
+                       "train_return": float(np.mean(recent)) if recent else float("nan"),
+                       "eval_mean": float(returns.mean()), "eval_std": float(returns.std()),
+                       "seconds": round(folder.seconds, 3)}
+                row.update({k: float(np.mean(v)) for k, v in losses.items()})
+                loop["next_eval"] = agent.steps + run.eval_every
+                recent, losses = [], {}
+                folder.log(row)
+                if row["eval_mean"] >= loop["best"]:  # ties go to the later, longer-trained weights
+                    loop["best"], loop["best_step"] = row["eval_mean"], agent.steps
+                    folder.save(_state(agent, loop, folder), BEST)
+                folder.save(_state(agent, loop, folder))
+                bar.set_postfix(eval=f"{row['eval_mean']:.1f}", train=f"{row['train_return']:.1f}")
+    finally:
+        bar.close()
+
     def final_evaluation() -> np.ndarray:
         return evaluate(eval_env, lambda o: agent.act(o, deterministic=True), run.final_episodes, seed=run.seed + 1)
 
     last = final_evaluation()
     chosen = last
     if run.final == "best" and loop["best_step"] and loop["best_step"] != agent.steps:
-        agent.load_state_dict(load_torch_checkpoint(run.out / BEST)["agent"])
+        restore(agent, load_agent_state(folder.path / BEST), folder.path / BEST)
         chosen = final_evaluation()
-    return RunResult(float(chosen.mean()), float(chosen.std()), int(loop["episodes"]), loop["rows"],
+    eval_env.close()
+    return RunResult(float(chosen.mean()), float(chosen.std()), int(loop["episodes"]), list(folder.rows),
                      float(last.mean()), int(loop["best_step"]))

@@ -14,6 +14,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy.sparse.csgraph import breadth_first_order
 
 from agents.tabular.policies import policy_matrix
 from envs.mdp import TabularMDP
@@ -29,6 +30,7 @@ class Solution(NamedTuple):
     policy: np.ndarray  # [S] int, greedy w.r.t. Q (lowest action on ties)
     iterations: int  # number of sweeps (value iteration) or evaluate-improve rounds (policy iteration)
     residuals: np.ndarray  # [iterations] ||v_t - v_{t-1}||_inf after each iteration
+    converged: bool  # the stopping test passed; False when max_iterations ran out first
 
 
 # ---------------------------------------------------------------------- pure math
@@ -78,7 +80,10 @@ def value_iteration(
 
     ``T`` is a gamma-contraction, so ``||v_t - v*|| <= gamma^t ||v_0 - v*||`` and at the stop
     ``||v_{t+1} - v*|| <= gamma / (1 - gamma) * tol``. ``callback(v_t)`` sees every iterate.
+    Running out of ``max_iterations`` warns and returns ``converged=False``; a residual below
+    ``tol`` does not promise a useful greedy policy either (see :func:`diagnose`).
     """
+    _check_stopping(tol, max_iterations)
     P, R = live_model(mdp)
     gamma = mdp.gamma
     V = np.zeros(mdp.n_states) if V0 is None else np.array(V0, dtype=np.float64)
@@ -101,7 +106,8 @@ def value_iteration(
             f"{residuals[-1]:.3g} > tol={tol:g}", RuntimeWarning, stacklevel=2,
         )
     Q = bellman_backup(P, R, V, gamma).T
-    return Solution(V, Q, greedy_policy(Q), iterations, residuals[:iterations].copy())
+    converged = bool(iterations and residuals[iterations - 1] <= tol)
+    return Solution(V, Q, greedy_policy(Q), iterations, residuals[:iterations].copy(), converged)
 
 
 def policy_evaluation(
@@ -116,6 +122,7 @@ def policy_evaluation(
     ``"exact"`` solves the sparse linear system ``(I - gamma P_pi) v = r_pi``; ``"iterative"``
     applies ``v <- r_pi + gamma P_pi v`` until the change is at most ``tol``.
     """
+    _check_stopping(tol, max_iterations)
     P, R = live_model(mdp)
     S, A = mdp.n_states, mdp.n_actions
     pi = policy_matrix(policy, S, A)
@@ -160,6 +167,7 @@ def policy_iteration(
     An action changes only when it is strictly better, so ties cannot make the loop cycle; the
     loop also stops once ``||v^{pi_t} - v^{pi_{t-1}}||_inf <= tol``.
     """
+    _check_stopping(tol, max_iterations)
     P, R = live_model(mdp)
     S, A = mdp.n_states, mdp.n_actions
     policy: np.ndarray = np.full((S, A), 1.0 / A)
@@ -178,9 +186,67 @@ def policy_iteration(
             greedy = np.where(better, greedy, policy)
             stable = not better.any()
         if stable or (iteration > 1 and residuals[-1] <= tol):
-            return Solution(V, Q, policy if policy.ndim == 1 else greedy, iteration, np.array(residuals))
+            return Solution(V, Q, policy if policy.ndim == 1 else greedy, iteration, np.array(residuals), True)
         policy, V_prev = greedy, V
     warnings.warn(f"policy iteration stopped after max_iterations={max_iterations}", RuntimeWarning, stacklevel=2)
     V = policy_evaluation(mdp, policy, evaluation)
     Q = bellman_backup(P, R, V, mdp.gamma).T
-    return Solution(V, Q, greedy_policy(Q), max_iterations, np.array(residuals))
+    return Solution(V, Q, greedy_policy(Q), max_iterations, np.array(residuals), False)
+
+
+# ---------------------------------------------------------------------- diagnostics
+def greedy_reaches_terminal(mdp: TabularMDP, policy: np.ndarray) -> bool:
+    """Whether, under ``policy`` (``[S]`` actions or ``[S, A]`` probabilities), every state reachable
+    from the support of ``mdp.initial`` can still reach a terminal state.
+
+    Graph reachability on the sparse model: an edge ``s -> s'`` wherever ``s`` is not terminal and
+    ``sum_a pi(a | s) P(s' | s, a) > 0``. In a finite chain that is the same as ending the episode
+    with probability 1. False when the MDP has no terminal state at all.
+    """
+    S, A = mdp.n_states, mdp.n_actions
+    pi = policy_matrix(policy, S, A)
+    rows = np.repeat(np.arange(S * A), np.diff(mdp.P.indptr))  # row s * A + a of each stored entry
+    s, a = np.divmod(rows, A)
+    live = (pi[s, a] * mdp.P.data > 0) & ~mdp.terminal[s]
+    src, dst = s[live], mdp.P.indices[live]
+    visited = _reachable_from(S, src, dst, np.flatnonzero(mdp.initial > 0))
+    ending = _reachable_from(S, dst, src, np.flatnonzero(mdp.terminal))  # backwards from the terminal states
+    return bool(np.all(ending[visited]))
+
+
+def diagnose(mdp: TabularMDP, solution: Solution) -> str | None:
+    """One line on what makes ``solution`` untrustworthy, or ``None`` when nothing does.
+
+    Two failures: the solver ran out of iterations (``converged=False``); or it stopped, but the
+    greedy policy never reaches a terminal state from the start, which happens when the values of
+    far-away states tie within ``tol`` (``gamma**distance`` falls below it) and the lowest action
+    wins every tie. MDPs without terminal states (continuing tasks) are only checked for the first.
+    """
+    if not solution.converged:
+        residual = solution.residuals[-1] if len(solution.residuals) else float("nan")
+        hint = "; with gamma=1 values grow without bound where episodes need not end, try gamma < 1" if mdp.gamma == 1 else ""
+        return f"not converged after {solution.iterations} iterations: residual {residual:.3g}{hint}"
+    if not mdp.terminal.any() or greedy_reaches_terminal(mdp, solution.policy):
+        return None
+    hint = "a smaller tol" if mdp.gamma == 1 else "gamma=1 or a smaller tol"
+    return (f"the greedy policy does not reach a terminal state from the start: far states' values tie "
+            f"(gamma={mdp.gamma:g}); try {hint}")
+
+
+def _reachable_from(n: int, src: np.ndarray, dst: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Boolean ``[n]``: nodes reachable along the edges ``src -> dst`` from any of ``sources``
+    (breadth-first search from an extra node ``n`` joined to every source)."""
+    graph = sp.csr_array(
+        (np.ones(src.size + sources.size), (np.concatenate([src, np.full(sources.size, n)]), np.concatenate([dst, sources]))),
+        shape=(n + 1, n + 1),
+    )
+    seen = np.zeros(n + 1, dtype=bool)
+    seen[breadth_first_order(graph, n, directed=True, return_predecessors=False)] = True
+    return seen[:n]
+
+
+def _check_stopping(tol: float, max_iterations: int) -> None:
+    if not (isinstance(tol, (int, float, np.integer, np.floating)) and np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
+        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")

@@ -15,8 +15,13 @@ from typing import Any, ClassVar, Literal, get_args
 
 import gymnasium as gym
 import numpy as np
-import pybullet as p
 from gymnasium import spaces
+
+from envs.bullet import import_pybullet
+from envs.registration import check_choice, check_integer
+from envs.state import np_random_state, set_np_random_state
+
+p = import_pybullet()
 
 ObsMode = Literal["state", "pixels"]
 MIN_IMAGE_SIZE = 16
@@ -81,16 +86,12 @@ class Link:
 # ---------------------------------------------------------------------- argument checks
 def check_obs_mode(obs_mode: str) -> ObsMode:
     """``obs_mode`` itself, or ``ValueError`` naming the allowed modes."""
-    if obs_mode not in get_args(ObsMode):
-        raise ValueError(f"obs_mode must be one of {get_args(ObsMode)}, got {obs_mode!r}")
-    return obs_mode  # type: ignore[return-value]
+    return check_choice("obs_mode", obs_mode, get_args(ObsMode))
 
 
 def check_image_size(name: str, size: Any) -> int:
     """``size`` as an int, or ``ValueError`` if it is not an integer >= :data:`MIN_IMAGE_SIZE`."""
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_IMAGE_SIZE:
-        raise ValueError(f"{name} must be an integer >= {MIN_IMAGE_SIZE} (pixels), got {size!r}")
-    return int(size)
+    return check_integer(name, size, MIN_IMAGE_SIZE)
 
 
 def box_action(action: Any, space: spaces.Box) -> np.ndarray:
@@ -107,21 +108,21 @@ def box_action(action: Any, space: spaces.Box) -> np.ndarray:
     return a
 
 
-def discrete_action(action: Any, n: int) -> int:
-    """``action`` as an int, or ``ValueError`` unless it is an integer scalar in ``[0, n)`` (as ``Discrete.contains``)."""
-    a = np.asarray(action)
-    if a.shape != () or not np.issubdtype(a.dtype, np.integer) or not 0 <= int(a) < n:
-        raise ValueError(f"action must be an integer in [0, {n}), got {action!r}")
-    return int(a)
-
-
 # ---------------------------------------------------------------------- the shared environment
 class BulletEnv(gym.Env[np.ndarray, Any], ABC):
     """Base of the PyBullet environments: one client, a fixed time step, state or pixel observations.
 
     Subclasses set :attr:`camera`, implement :meth:`_build` (create the bodies; called once from
-    ``__init__``), :meth:`_state_space` and :meth:`_state`, and set ``action_space``. The agent acts
-    every :attr:`dt` seconds; physics runs ``substeps`` steps of ``dt / substeps`` in between.
+    ``__init__``), :meth:`_state_space`, :meth:`_state` and :meth:`_articulation`, and set
+    ``action_space``. The agent acts every :attr:`dt` seconds; physics runs ``substeps`` steps of
+    ``dt / substeps`` in between.
+
+    ``get_state()`` returns the simulation as plain data (joint positions and velocities, what
+    :meth:`_scene_state` adds, ``np_random``) and ``set_state`` puts it back; a simulation restored
+    this way continues bit for bit as the original (the bodies have no contacts, so joint positions
+    and velocities are all the dynamic state PyBullet keeps for them). ``copy.copy``,
+    ``copy.deepcopy`` and ``pickle`` build a new environment with its own physics client from the
+    constructor's arguments and that state, so a copy never shares a world with the original.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 50}
@@ -129,15 +130,15 @@ class BulletEnv(gym.Env[np.ndarray, Any], ABC):
     camera: Camera
 
     def __init__(self, obs_mode: ObsMode, image_size: int, render_mode: str | None, render_size: int,
-                 substeps: int) -> None:
+                 substeps: int, arguments: dict[str, Any]) -> None:
+        """``arguments``: the subclass constructor's keyword arguments, to rebuild the environment in a copy."""
+        self._arguments = dict(arguments)
         self.obs_mode = check_obs_mode(obs_mode)
         self.image_size = check_image_size("image_size", image_size)
         self.render_size = check_image_size("render_size", render_size)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
-        if isinstance(substeps, bool) or not isinstance(substeps, (int, np.integer)) or substeps < 1:
-            raise ValueError(f"substeps must be a positive integer, got {substeps!r}")
-        self.render_mode, self.substeps = render_mode, int(substeps)
+        self.render_mode = check_choice("render_mode", render_mode, [None, *self.metadata["render_modes"]])
+        self.substeps = check_integer("substeps", substeps, 1)
+        self.client_id = -1  # so that close() works if connecting fails
         self.client_id: int = p.connect(p.DIRECT)
         p.setGravity(0.0, 0.0, -GRAVITY, physicsClientId=self.client_id)
         p.setPhysicsEngineParameter(fixedTimeStep=self.dt / self.substeps, deterministicOverlappingPairs=1,
@@ -160,6 +161,41 @@ class BulletEnv(gym.Env[np.ndarray, Any], ABC):
     @abstractmethod
     def _state(self) -> np.ndarray:
         """The state observation of the current simulation."""
+
+    @abstractmethod
+    def _articulation(self) -> tuple[int, list[int]]:
+        """The body whose joints move and those joints' indices, for :meth:`get_state`."""
+
+    def _scene_state(self) -> dict[str, Any]:
+        """Hook: what else :meth:`get_state` holds (a target's position, say); plain data."""
+        return {}
+
+    def _set_scene_state(self, state: dict[str, Any]) -> None:
+        """Hook: the inverse of :meth:`_scene_state`."""
+
+    # ------------------------------------------------------------------ state, copies and pickling
+    def get_state(self) -> dict[str, Any]:
+        """The simulation as plain data: ``q`` and ``qd`` (float64 ``[J]``), the scene's extras, ``np_random``."""
+        if self.client_id < 0:
+            raise ValueError(f"this {type(self).__name__} is closed; its state is gone")
+        q, qd = self._joint_states(*self._articulation())
+        return {"q": q, "qd": qd, **self._scene_state(), "np_random": np_random_state(self)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Put back a :meth:`get_state` of an environment built with the same arguments."""
+        body, joints = self._articulation()
+        q, qd = (np.asarray(state[k], dtype=np.float64) for k in ("q", "qd"))
+        if q.shape != (len(joints),) or qd.shape != (len(joints),):
+            raise ValueError(f"state['q'] and state['qd'] must have shape ({len(joints)},), got {q.shape} and {qd.shape}")
+        self._set_joint_states(body, joints, q, qd)
+        self._set_scene_state(state)
+        set_np_random_state(self, state["np_random"])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copies and pickles rebuild the environment (a new physics client) and load the state."""
+        if self.client_id < 0:
+            raise ValueError(f"cannot copy or pickle a closed {type(self).__name__}")
+        return _rebuild, (type(self), self._arguments, self.get_state(), self.spec)
 
     # ------------------------------------------------------------------ shared helpers
     def _observe(self) -> np.ndarray:
@@ -233,3 +269,11 @@ class BulletEnv(gym.Env[np.ndarray, Any], ABC):
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown may have torn pybullet down already
             self.close()
+
+
+def _rebuild(cls: type[BulletEnv], arguments: dict[str, Any], state: dict[str, Any], spec: Any) -> BulletEnv:
+    """A new ``cls(**arguments)`` with its own client, in ``state`` (the other half of ``BulletEnv.__reduce__``)."""
+    env = cls(**arguments)
+    env.set_state(state)
+    env.spec = spec
+    return env

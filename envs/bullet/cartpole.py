@@ -6,10 +6,13 @@ import math
 from typing import Any
 
 import numpy as np
-import pybullet as p
 from gymnasium import spaces
 
-from envs.bullet.base import BulletEnv, Camera, Link, ObsMode, box_action, discrete_action
+from envs.bullet import import_pybullet
+from envs.bullet.base import BulletEnv, Camera, Link, ObsMode, box_action
+from envs.registration import check_bool, check_number, discrete_action
+
+p = import_pybullet()
 
 CART_MASS = 1.0  # kg, as Gymnasium's CartPole
 POLE_MASS = 0.1  # kg
@@ -70,7 +73,9 @@ class BulletCartPoleEnv(BulletEnv):
     ``continuous``, ``obs_mode`` (``"state"`` or ``"pixels"``), ``image_size`` (side of pixel
     observations, >= 16), ``render_mode`` (``None`` or ``"rgb_array"``), ``render_size`` (side
     of rendered frames), ``force_mag`` (newtons), ``substeps`` (physics steps per agent step).
-    ``env.unwrapped.client_id`` is this environment's own PyBullet client.
+    ``env.unwrapped.client_id`` is this environment's own PyBullet client. ``set_physics([x, x_dot,
+    theta, theta_dot])`` puts the system in a chosen state; ``get_state``/``set_state`` (see
+    :class:`~envs.bullet.base.BulletEnv`) save and restore everything, random generator included.
 
     ## Version History
     * v0: initial release.
@@ -82,10 +87,11 @@ class BulletCartPoleEnv(BulletEnv):
     def __init__(self, *, continuous: bool = False, obs_mode: ObsMode = "state", image_size: int = 64,
                  render_mode: str | None = None, render_size: int = 256, force_mag: float = 10.0,
                  substeps: int = 4) -> None:
-        if not float(force_mag) > 0:
-            raise ValueError(f"force_mag must be a positive force in newtons, got {force_mag}")
-        self.continuous, self.force_mag = bool(continuous), float(force_mag)
-        super().__init__(obs_mode, image_size, render_mode, render_size, substeps)
+        arguments = {"continuous": continuous, "obs_mode": obs_mode, "image_size": image_size, "render_mode": render_mode,
+                     "render_size": render_size, "force_mag": force_mag, "substeps": substeps}
+        self.continuous = check_bool("continuous", continuous)
+        self.force_mag = check_number("force_mag", force_mag, positive=True, unit="newtons")
+        super().__init__(obs_mode, image_size, render_mode, render_size, substeps, arguments)
         self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32) if self.continuous else spaces.Discrete(2)
 
     def _build(self) -> None:
@@ -113,14 +119,17 @@ class BulletCartPoleEnv(BulletEnv):
         q, qd = self._joint_states(self.body, [CART, POLE])
         return np.array([q[0], qd[0], q[1], qd[1]], np.float32)
 
-    def set_state(self, state: np.ndarray) -> None:
+    def _articulation(self) -> tuple[int, list[int]]:
+        return self.body, [CART, POLE]
+
+    def set_physics(self, state: np.ndarray) -> None:
         """Put the system in ``state = [x, x_dot, theta, theta_dot]`` (``[4]``)."""
         x, x_dot, theta, theta_dot = np.asarray(state, np.float64)
         self._set_joint_states(self.body, [CART, POLE], np.array([x, theta]), np.array([x_dot, theta_dot]))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        self.set_state(self.np_random.uniform(-0.05, 0.05, size=4))
+        self.set_physics(self.np_random.uniform(-0.05, 0.05, size=4))
         return self._observe(), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:

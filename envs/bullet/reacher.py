@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pybullet as p
 from gymnasium import spaces
 
+from envs.bullet import import_pybullet
 from envs.bullet.base import BulletEnv, Camera, Link, ObsMode, box_action
+from envs.registration import check_number
+
+p = import_pybullet()
 
 LINK_LENGTHS = (0.1, 0.1)  # m
 LINK_MASS = 0.1  # kg, each link a uniform rod
@@ -83,7 +86,9 @@ class BulletReacherEnv(BulletEnv):
     ``obs_mode`` (``"state"`` or ``"pixels"``), ``image_size`` (side of pixel observations, >= 16),
     ``render_mode`` (``None`` or ``"rgb_array"``), ``render_size`` (side of rendered frames),
     ``max_torque`` (N m), ``substeps`` (physics steps per agent step).
-    ``env.unwrapped.client_id`` is this environment's own PyBullet client.
+    ``env.unwrapped.client_id`` is this environment's own PyBullet client. ``set_physics(q, qd,
+    target)`` puts the arm and target in a chosen state; ``get_state``/``set_state`` (see
+    :class:`~envs.bullet.base.BulletEnv`) save and restore everything, random generator included.
 
     ## Version History
     * v0: initial release.
@@ -95,10 +100,10 @@ class BulletReacherEnv(BulletEnv):
 
     def __init__(self, *, obs_mode: ObsMode = "state", image_size: int = 64, render_mode: str | None = None,
                  render_size: int = 256, max_torque: float = 0.1, substeps: int = 4) -> None:
-        if not float(max_torque) > 0:
-            raise ValueError(f"max_torque must be a positive torque in N m, got {max_torque}")
-        self.max_torque = float(max_torque)
-        super().__init__(obs_mode, image_size, render_mode, render_size, substeps)
+        arguments = {"obs_mode": obs_mode, "image_size": image_size, "render_mode": render_mode,
+                     "render_size": render_size, "max_torque": max_torque, "substeps": substeps}
+        self.max_torque = check_number("max_torque", max_torque, positive=True, unit="N m")
+        super().__init__(obs_mode, image_size, render_mode, render_size, substeps, arguments)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
 
     def _build(self) -> None:
@@ -145,12 +150,27 @@ class BulletReacherEnv(BulletEnv):
         tip = self.fingertip()
         return np.concatenate([np.cos(q), np.sin(q), self.target, qd, tip - self.target]).astype(np.float32)
 
-    def set_state(self, q: np.ndarray, qd: np.ndarray, target: np.ndarray) -> None:
-        """Put the arm at joint angles ``q`` ``[2]`` and velocities ``qd`` ``[2]``, the target at ``target`` ``[2]``."""
-        self._set_joint_states(self.arm, [SHOULDER, ELBOW], np.asarray(q, float), np.asarray(qd, float))
-        self.target = np.asarray(target, np.float64).copy()
+    def _articulation(self) -> tuple[int, list[int]]:
+        return self.arm, [SHOULDER, ELBOW]
+
+    def _scene_state(self) -> dict[str, Any]:
+        return {"target": self.target.copy()}
+
+    def _set_scene_state(self, state: dict[str, Any]) -> None:
+        self._place_target(state["target"])
+
+    def _place_target(self, target: np.ndarray) -> None:
+        target = np.asarray(target, np.float64)
+        if target.shape != (2,):
+            raise ValueError(f"target must have shape (2,), got {target.shape}")
+        self.target = target.copy()
         p.resetBasePositionAndOrientation(self.target_body, (*self.target, ARM_HEIGHT), (0, 0, 0, 1),
                                           physicsClientId=self.client_id)
+
+    def set_physics(self, q: np.ndarray, qd: np.ndarray, target: np.ndarray) -> None:
+        """Put the arm at joint angles ``q`` ``[2]`` and velocities ``qd`` ``[2]``, the target at ``target`` ``[2]``."""
+        self._set_joint_states(self.arm, [SHOULDER, ELBOW], np.asarray(q, float), np.asarray(qd, float))
+        self._place_target(target)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -158,7 +178,7 @@ class BulletReacherEnv(BulletEnv):
         qd = self.np_random.uniform(-0.005, 0.005, size=2)
         radius = TARGET_RADIUS * math.sqrt(self.np_random.uniform())  # uniform over the disc
         angle = self.np_random.uniform(-math.pi, math.pi)
-        self.set_state(q, qd, radius * np.array([math.cos(angle), math.sin(angle)]))
+        self.set_physics(q, qd, radius * np.array([math.cos(angle), math.sin(angle)]))
         return self._observe(), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:

@@ -27,7 +27,7 @@ def test_solve_methods_agree_and_match_pymdptoolbox(capsys, tmp_path):
         with np.load(out / "solution.npz") as saved:
             np.testing.assert_allclose(saved["V"], results[method]["V"])
     vi, pi = results["value-iteration"], results["policy-iteration"]
-    assert set(vi) == {"env", "method", "gamma", "iterations", "V", "policy", "seconds"}
+    assert set(vi) == {"env", "method", "gamma", "iterations", "V", "policy", "seconds", "out"}
     np.testing.assert_allclose(vi["V"], pi["V"], atol=1e-6)
     assert pi["iterations"] < vi["iterations"]
     P, R = gym.make("mp/FrozenLake8x8-v0").unwrapped.mdp.to_mdptoolbox()
@@ -47,9 +47,9 @@ def test_cliff_walking_q_learning_is_optimal_and_sarsa_is_safer(capsys, tmp_path
     returns = {}
     for agent in ("q-learning", "sarsa"):
         out = tmp_path / agent
-        result = run_json(capsys, ["train", "--env", "mp/CliffWalking-v0", "--agent", agent, "--episodes", "500",
+        result = run_json(capsys, ["train", agent, "--env", "mp/CliffWalking-v0", "--episodes", "500",
                                    "--seed", "0", "--json", "--out", str(out), "--no-progress"])
-        assert set(result) == {"agent", "env", "episodes", "mean_return", "greedy_return", "seconds"}
+        assert set(result) == {"agent", "env", "episodes", "mean_return", "greedy_return", "seconds", "out"}
         returns[agent] = result
         for name in ("metrics.csv", "curve.png", "value.png", "agent.npz", "eval.mp4"):
             assert (out / name).stat().st_size > 0, name
@@ -62,7 +62,7 @@ def test_cliff_walking_q_learning_is_optimal_and_sarsa_is_safer(capsys, tmp_path
 
 
 def test_train_is_reproducible(capsys, tmp_path):
-    argv = ["train", "--env", "mp/GridWorld-v0", "--agent", "sarsa", "--episodes", "50", "--seed", "3",
+    argv = ["train", "sarsa", "--env", "mp/GridWorld-v0", "--episodes", "50", "--seed", "3",
             "--video-episodes", "0", "--no-progress", "--json"]
     first = run_json(capsys, argv + ["--out", str(tmp_path / "a")])
     second = run_json(capsys, argv + ["--out", str(tmp_path / "b")])
@@ -72,7 +72,7 @@ def test_train_is_reproducible(capsys, tmp_path):
 
 def test_prediction_agent_evaluates_a_solved_policy(capsys, tmp_path):
     run_json(capsys, ["solve", "--env", "mp/GridWorld-v0", "--json", "--out", str(tmp_path / "dp")])
-    result = run_json(capsys, ["train", "--env", "mp/GridWorld-v0", "--agent", "td0", "--episodes", "200",
+    result = run_json(capsys, ["train", "td0", "--env", "mp/GridWorld-v0", "--episodes", "200",
                                "--policy", str(tmp_path / "dp" / "solution.npz"), "--no-progress", "--json",
                                "--video-episodes", "0", "--out", str(tmp_path / "td0")])
     assert result["greedy_return"] == 2.0  # the solved policy: 8 steps of -1 then +10 at the goal
@@ -80,7 +80,7 @@ def test_prediction_agent_evaluates_a_solved_policy(capsys, tmp_path):
 
 def test_evaluate_a_saved_agent_and_reject_a_truncated_file(capsys, tmp_path):
     out = tmp_path / "q"
-    run_json(capsys, ["train", "--env", "mp/CliffWalking-v0", "--episodes", "300", "--json", "--no-progress",
+    run_json(capsys, ["train", "q-learning", "--env", "mp/CliffWalking-v0", "--episodes", "300", "--json", "--no-progress",
                       "--video-episodes", "0", "--out", str(out)])
     result = run_json(capsys, ["evaluate", "--env", "mp/CliffWalking-v0", "--agent", str(out / "agent.npz"),
                                "--episodes", "3", "--video", str(tmp_path / "eval.mp4"), "--json"])
@@ -97,7 +97,7 @@ def test_evaluate_a_saved_agent_and_reject_a_truncated_file(capsys, tmp_path):
 
 def test_gymnasium_ids_without_a_time_limit_still_end(capsys, tmp_path):
     """Gymnasium's CliffWalking-v1 has no time limit; a half-trained greedy policy may walk into a wall forever."""
-    result = run_json(capsys, ["train", "--env", "CliffWalking-v1", "--episodes", "5", "--seed", "0", "--json",
+    result = run_json(capsys, ["train", "q-learning", "--env", "CliffWalking-v1", "--episodes", "5", "--seed", "0", "--json",
                                "--no-progress", "--max-episode-steps", "60", "--out", str(tmp_path)])
     assert -60 * 100 <= result["greedy_return"] < 0
     assert (tmp_path / "eval.mp4").stat().st_size > 0
@@ -107,10 +107,14 @@ def test_gymnasium_ids_without_a_time_limit_still_end(capsys, tmp_path):
 
 def test_bad_arguments_are_clear_errors(tmp_path):
     for argv, message in [
-        (["train", "--env", "mp/CliffWalking-v0", "--epsilon", "sometimes"], "sometimes"),
-        (["train", "--env", "mp/CliffWalking-v0", "--episodes", "0"], "episodes must be at least 1"),
+        (["train", "q-learning", "--env", "mp/CliffWalking-v0", "--epsilon", "sometimes"], "sometimes"),
+        (["train", "sarsa", "--env", "mp/CliffWalking-v0", "--episodes", "0"], "episodes must be at least 1"),
         (["solve", "--env", "mp/GridWorld-v0", "--gamma", "1.5"], "gamma must lie in [0, 1]"),
-        (["train", "--env", "CartPole-v1"], "Discrete"),
+        (["train", "q-learning", "--env", "CartPole-v1"], "Discrete"),
+        # a flag of the other family is refused, not silently ignored
+        (["train", "dqn", "--env", "CartPole-v1", "--epsilon", "0.2"], "--epsilon"),
+        (["train", "q-learning", "--env", "mp/CliffWalking-v0", "--tensorboard"], "--tensorboard"),
+        (["train", "td0", "--env", "mp/CliffWalking-v0", "--epsilon", "0.2"], "--epsilon"),
     ]:
         proc = subprocess.run([sys.executable, "-m", "agents", *argv, "--out", str(tmp_path / "x")], capture_output=True, text=True)
         assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, (argv, proc.stderr[-500:])
@@ -122,7 +126,7 @@ def test_demo_writes_an_index_with_pictures_and_videos(tmp_path, runs, episodes)
 
     index = run_demo(Demo(out=tmp_path, runs=runs, episodes=episodes, progress=False, dqn_steps=3_000, reacher_steps=2_000))
     page = index.read_text()
-    assert page.count("<section>") == 3 and page.count("<video") == 4 and page.count("<img") >= 9
+    assert page.count("<section ") == 3 and page.count("<video") == 4 and page.count("<img") >= 9
     for folder in ("dynamic-programming", "cliff-walking", "deep-rl"):
         manifest = json.loads((tmp_path / folder / "section.json").read_text())
         for item in manifest["items"]:
@@ -131,7 +135,7 @@ def test_demo_writes_an_index_with_pictures_and_videos(tmp_path, runs, episodes)
 
 def test_deep_agents_train_with_stacked_frames_and_evaluate_from_the_checkpoint(capsys, tmp_path):
     argv = ["--env", "mp/GridWorld-v0", "--option", "obs_type=onehot", "--frame-stack", "3"]  # stacked images: test_dqn
-    result = run_json(capsys, ["train", "--agent", "dqn", *argv, "--steps", "300", "--eval-every", "150",
+    result = run_json(capsys, ["train", "dqn", *argv, "--steps", "300", "--eval-every", "150",
                                "--video-episodes", "0", "--no-progress", "--json", "--out", str(tmp_path)])
     assert result["steps"] == 300 and (tmp_path / "checkpoint.pt").exists()
     evaluated = run_json(capsys, ["evaluate", *argv, "--agent", str(tmp_path / "checkpoint.pt"), "--episodes", "2", "--json"])

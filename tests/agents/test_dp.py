@@ -5,14 +5,17 @@ import numpy as np
 import pytest
 
 from agents.tabular.dp import (
+    Solution,
     bellman_backup,
+    diagnose,
+    greedy_reaches_terminal,
     live_model,
     policy_evaluation,
     policy_iteration,
     value_iteration,
 )
 from agents.tabular.policies import policy_matrix
-from envs import ENVIRONMENTS, TabularMDP
+from envs import ENVIRONMENTS, GridWorldEnv, TabularMDP
 
 IDS = list(ENVIRONMENTS)
 
@@ -148,3 +151,88 @@ def test_bad_policies_are_rejected(policy, message):
     mdp = gym.make("mp/GridWorld-v0").unwrapped.mdp
     with pytest.raises(ValueError, match=message):
         policy_evaluation(mdp, policy)
+
+
+# ---------------------------------------------------------------------- convergence and diagnostics
+def test_solution_keeps_its_fields_and_appends_converged():
+    assert Solution._fields == ("V", "Q", "policy", "iterations", "residuals", "converged")
+    mdp = gym.make("mp/GridWorld-v0").unwrapped.mdp
+    assert value_iteration(mdp).converged and policy_iteration(mdp).converged
+
+
+def test_value_iteration_that_cannot_converge_says_so():
+    """gamma = 1 and no way to end: every sweep adds the -1 reward once more."""
+    never_ends = TabularMDP(np.ones((1, 1, 1)), -np.ones((1, 1)), gamma=1.0)
+    with pytest.warns(RuntimeWarning, match="max_iterations=500"):
+        solution = value_iteration(never_ends, max_iterations=500)
+    assert not solution.converged and solution.iterations == 500 and solution.V[0] == -500.0
+    assert diagnose(never_ends, solution) == (
+        "not converged after 500 iterations: residual 1; with gamma=1 values grow without bound where episodes "
+        "need not end, try gamma < 1")
+
+
+def test_policy_iteration_that_runs_out_says_so():
+    mdp = gym.make("mp/FourRooms-v0").unwrapped.mdp
+    with pytest.warns(RuntimeWarning, match="policy iteration stopped"):
+        solution = policy_iteration(mdp, max_iterations=1)
+    assert not solution.converged
+    assert diagnose(mdp, solution).startswith("not converged after 1 iterations")
+
+
+def corridor(length, gamma):
+    """S, ``length`` free cells, G: -1 per step; the start is ``length + 1`` steps from the goal."""
+    return GridWorldEnv(["S" + "." * length + "G"], step_reward=-1.0, goal_reward=-1.0, gamma=gamma).mdp
+
+
+def test_far_values_that_tie_within_tol_give_a_greedy_policy_that_never_arrives():
+    """With gamma=0.99 and tol=1e-2 value iteration stops after about 460 sweeps (0.99^t <= tol); states
+    farther than that from the goal all hold the same value, and the lowest action (left) wins their ties."""
+    mdp = corridor(600, gamma=0.99)
+    solution = value_iteration(mdp, tol=1e-2)
+    assert solution.converged and solution.iterations < 600
+    assert solution.V[0] == solution.V[1] == solution.V[2] and solution.policy[0] == 0  # left, into the wall
+    assert not greedy_reaches_terminal(mdp, solution.policy)
+    assert diagnose(mdp, solution) == ("the greedy policy does not reach a terminal state from the start: far "
+                                       "states' values tie (gamma=0.99); try gamma=1 or a smaller tol")
+    # either remedy works
+    assert diagnose(mdp, value_iteration(mdp, tol=1e-10)) is None
+    assert diagnose(mdp.with_gamma(1.0), value_iteration(mdp.with_gamma(1.0), tol=1e-2)) is None
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_solved_registered_gridworlds_have_nothing_to_report(env_id):
+    mdp = gym.make(env_id).unwrapped.mdp
+    for solution in (value_iteration(mdp), policy_iteration(mdp)):
+        assert greedy_reaches_terminal(mdp, solution.policy)
+        assert diagnose(mdp, solution) is None
+
+
+def test_greedy_reaches_terminal_is_reachability_from_the_start():
+    env = GridWorldEnv(["S.G", "#.."])
+    DOWN, RIGHT, UP = 1, 2, 3
+    policy = np.full(6, RIGHT)
+    assert greedy_reaches_terminal(env.mdp, policy)
+    policy[4] = UP  # cell (1, 1) never gets visited from S under "right": irrelevant
+    assert greedy_reaches_terminal(env.mdp, policy)
+    policy[1] = DOWN  # now S -> (0, 1) -> (1, 1) -> (0, 1) -> ... a loop
+    assert not greedy_reaches_terminal(env.mdp, policy)
+    stochastic = np.full((6, 4), 0.25)  # the uniform policy can always stumble into G
+    assert greedy_reaches_terminal(env.mdp, stochastic)
+    no_end = TabularMDP(np.ones((1, 1, 1)), np.zeros((1, 1)), gamma=0.9)
+    assert not greedy_reaches_terminal(no_end, np.zeros(1, dtype=int))
+    assert diagnose(no_end, value_iteration(no_end)) is None  # a continuing task: nothing to reach
+
+
+@pytest.mark.parametrize("solver", [value_iteration, policy_iteration,
+                                    lambda mdp, **kw: policy_evaluation(mdp, np.zeros(mdp.n_states, int), **kw)])
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(tol=0.0), r"^tol must be a positive number, got 0\.0$"),
+    (dict(tol=-1e-3), r"^tol must be a positive number"),
+    (dict(tol=float("nan")), r"^tol must be a positive number, got nan$"),
+    (dict(max_iterations=0), r"^max_iterations must be an integer >= 1, got 0$"),
+    (dict(max_iterations=2.5), r"^max_iterations must be an integer >= 1, got 2\.5$"),
+])
+def test_stopping_rules_are_validated(solver, kwargs, message):
+    mdp = gym.make("mp/GridWorld-v0").unwrapped.mdp
+    with pytest.raises(ValueError, match=message):
+        solver(mdp, **kwargs)

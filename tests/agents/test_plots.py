@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import imageio.v2 as imageio
 import matplotlib.colors as mcolors
 import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.quiver import Quiver
+from matplotlib.text import Text
 
-from agents.plots import WALL_COLOR, learning_curves, moving_average, save_figure, value_heatmap
+from agents.plots import CELL_LABELS, WALL_COLOR, value_heatmap
 
 
 def quivers(fig: Figure) -> list[Quiver]:
     return [c for c in fig.axes[0].collections if isinstance(c, Quiver)]
-
-
-def test_moving_average_hand_example() -> None:
-    x = np.array([1.0, 2.0, 6.0, 3.0, 8.0])
-    np.testing.assert_allclose(moving_average(x, 2), [1.5, 4.0, 4.5, 5.5])
-    np.testing.assert_allclose(moving_average(x, 3), [3.0, 11 / 3, 17 / 3])
-    np.testing.assert_allclose(moving_average(x, 1), x)
-    np.testing.assert_allclose(moving_average(x, 5), [4.0])
-
-
-def test_moving_average_matches_loop() -> None:
-    x = np.random.default_rng(0).normal(size=57)
-    slow = [x[j : j + 10].mean() for j in range(len(x) - 9)]
-    np.testing.assert_allclose(moving_average(x, 10), slow)
-
-
-@pytest.mark.parametrize("window", [0, 6])
-def test_moving_average_rejects_bad_window(window: int) -> None:
-    with pytest.raises(ValueError, match="window"):
-        moving_average(np.ones(5), window)
 
 
 def test_heatmap_one_arrow_per_policy_cell_pointing_along_action() -> None:
@@ -118,35 +98,64 @@ def test_heatmap_draws_path_through_cells() -> None:
         value_heatmap(np.zeros((4, 4)), path=[1, 2, 3])
 
 
-def test_learning_curves_raw_and_aligned_average() -> None:
-    a = np.arange(30, dtype=float) ** 0.5
-    b = np.random.default_rng(2).normal(size=12)
-    fig = learning_curves({"q-learning": a, "sarsa": b}, window=5, ylim=(-3, 6))
+def legend_texts(fig: Figure) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+# ---------------------------------------------------------------------- labels, legend, titles
+LAKE = ["S..H", ".H..", "...G"]
+
+
+def test_labels_mark_goal_hole_cliff_and_start_differently() -> None:
+    V = np.zeros((3, 4))  # goal and holes are terminal: the same value 0 everywhere, told apart only by labels
+    fig = value_heatmap(V, labels=LAKE, annotate=False)
     ax = fig.axes[0]
-    raw_a, avg_a, raw_b, avg_b = ax.lines
-    np.testing.assert_array_equal(raw_a.get_ydata(), a)
-    np.testing.assert_array_equal(avg_a.get_xdata(), np.arange(4, 30))
-    np.testing.assert_allclose(avg_a.get_ydata(), moving_average(a, 5))
-    assert avg_a.get_ydata()[0] == pytest.approx(a[:5].mean())
-    assert raw_a.get_color() == avg_a.get_color() != avg_b.get_color() == raw_b.get_color()
-    assert raw_a.get_alpha() < 0.5 and avg_a.get_linewidth() > raw_a.get_linewidth()
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["q-learning", "sarsa"]
-    assert ax.get_ylim() == (-3, 6)
+    letters = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    assert letters == {(0, 0): "S", (0, 3): "H", (1, 1): "H", (2, 3): "G"}
+    marks = {(round(r.get_y() + 0.5), round(r.get_x() + 0.5)): (r.get_hatch(), mcolors.to_hex(r.get_edgecolor()))
+             for r in ax.patches if isinstance(r, Rectangle)}
+    assert marks[(0, 3)] == marks[(1, 1)] != marks[(2, 3)] != marks[(0, 0)] != marks[(0, 3)]
+    assert marks[(0, 3)][0] == CELL_LABELS["H"].hatch and marks[(2, 3)][0] is None  # the hole is hatched
+    assert legend_texts(fig) == ["S start", "G goal", "H hole"]
+    assert len(value_heatmap(V, labels=np.array([list(r) for r in LAKE]), annotate=False).axes[0].texts) == 4  # chars
 
 
-def test_learning_curves_short_curve_uses_its_length() -> None:
-    ax = learning_curves({"short": np.array([1.0, 3.0])}, window=20).axes[0]
-    np.testing.assert_allclose(ax.lines[1].get_ydata(), [2.0])
-    np.testing.assert_array_equal(ax.lines[1].get_xdata(), [1])
+def test_walls_and_cliffs_in_the_legend_and_unknown_characters_left_plain() -> None:
+    V = np.zeros((2, 4))
+    V[1, 1:3] = np.nan  # cliff cells are not states: NaN like walls
+    fig = value_heatmap(V, labels=["S#.1", "CC.G"], annotate=False)
+    assert legend_texts(fig) == ["S start", "G goal", "C cliff", "wall"]
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["C", "C", "G", "S"]  # walls keep their colour only
 
 
-def test_save_figure_writes_png_of_expected_size(tmp_path: Path) -> None:
-    fig = value_heatmap(np.zeros((4, 12)), np.ones((4, 12), dtype=int), title="cliff")
-    width, height = fig.get_size_inches()
-    out = save_figure(fig, tmp_path / "plots" / "v.png", dpi=50)
-    assert out == tmp_path / "plots" / "v.png"
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    image = imageio.imread(out)
-    assert image.shape[:2] == (round(height * 50), round(width * 50))
-    assert image.std() > 0  # not a blank canvas
-    assert [p.name for p in out.parent.iterdir()] == ["v.png"]
+def test_path_start_and_end_have_a_legend() -> None:
+    fig = value_heatmap(np.zeros((4, 4)), path=[(3, 0), (2, 0), (2, 1)], labels=["....", "....", "...G", "S..."])
+    assert legend_texts(fig) == ["S start", "G goal", "path", "path start", "path end"]
+    assert legend_texts(value_heatmap(np.zeros((4, 4)), path=[(3, 0), (2, 0)])) == ["path", "path start", "path end"]
+    assert value_heatmap(np.zeros((4, 4))).legends == []  # nothing to explain, no legend
+
+
+def test_bad_labels_are_rejected() -> None:
+    with pytest.raises(ValueError, match=r"labels must have the shape of V \(3, 4\), got \(2, 4\)"):
+        value_heatmap(np.zeros((3, 4)), labels=LAKE[:2])
+    with pytest.raises(ValueError, match="equal-length rows"):
+        value_heatmap(np.zeros((3, 4)), labels=["S..", ".H..", "...G"])
+
+
+@pytest.mark.parametrize("shape", [(3, 2), (4, 4), (4, 12), (30, 30)])
+def test_long_titles_wrap_and_legends_stay_inside_the_figure(shape: tuple[int, int]) -> None:
+    title = "mp/CliffWalking-v0: V* and greedy policy (value-iteration, gamma=1, 15 iterations) " * 2
+    labels = np.full(shape, ".")
+    labels[0, 0], labels[-1, -1], labels[1, 0], labels[2, -1] = "S", "G", "H", "C"  # six legend entries with the path
+    fig = value_heatmap(np.zeros(shape), path=[(0, 0), (1, 0)], labels=labels, title=title)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    figure_box = fig.bbox
+    (text,) = [t for t in fig.findobj(Text) if t.get_text().startswith("mp/CliffWalking")]
+    box = text.get_window_extent(renderer)
+    assert "\n" in text.get_text() and text.get_text().replace("\n", " ").split() == title.split()
+    assert figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 and box.y1 <= figure_box.y1
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert figure_box.x0 <= legend.x0 and legend.x1 <= figure_box.x1 and legend.y0 >= figure_box.y0
+    assert not legend.overlaps(fig.axes[0].get_window_extent(renderer))

@@ -1,16 +1,18 @@
 """The PyBullet environments: checkers, seeding, isolation of clients, pictures, physics and the scripted reacher."""
 
+import copy
+import gc
 import math
+import pickle
 import warnings
 
 import gymnasium as gym
 import numpy as np
-import pybullet as p
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from envs.bullet import BULLET_ENVIRONMENTS
+from envs.bullet import BULLET_ENVIRONMENTS, import_pybullet
 from envs.bullet.cartpole import THETA_THRESHOLD, BulletCartPoleEnv, cartpole_accelerations
 from envs.bullet.reacher import BulletReacherEnv, ScriptedReacher, forward_kinematics, inverse_kinematics
 
@@ -18,6 +20,7 @@ for _id, (_entry, _steps, _kwargs) in BULLET_ENVIRONMENTS.items():  # `import en
     if _id not in gym.registry:
         gym.register(_id, entry_point=_entry, max_episode_steps=_steps, kwargs=_kwargs)
 
+p = import_pybullet()
 CARTPOLE, REACHER = "mp/BulletCartPole-v0", "mp/BulletReacher-v0"
 CASES = [
     (CARTPOLE, {"obs_mode": "state"}), (CARTPOLE, {"obs_mode": "state", "continuous": True}),
@@ -139,11 +142,11 @@ def test_cartpole_pixels_follow_the_cart(size):
     env = BulletCartPoleEnv(obs_mode="pixels", image_size=size)
     obs, _ = env.reset(seed=0)
     assert obs.dtype == np.uint8 and obs.shape == (size, size, 3) and env.observation_space.contains(obs)
-    env.set_state([1.5, 0.0, 0.0, 0.0])
+    env.set_physics([1.5, 0.0, 0.0, 0.0])
     right = env._observe()
-    env.set_state([-1.5, 0.0, 0.0, 0.0])
+    env.set_physics([-1.5, 0.0, 0.0, 0.0])
     left = env._observe()
-    env.set_state([-1.5, 0.0, 0.2, 0.0])
+    env.set_physics([-1.5, 0.0, 0.2, 0.0])
     tilted = env._observe()
     env.close()
     assert not np.array_equal(left, tilted)  # the pole's angle shows
@@ -154,11 +157,11 @@ def test_reacher_pixels_show_target_and_arm():
     env = BulletReacherEnv(obs_mode="pixels", image_size=64)
     obs, _ = env.reset(seed=0)
     assert obs.dtype == np.uint8 and obs.shape == (64, 64, 3) and env.observation_space.contains(obs)
-    env.set_state([0.0, 0.0], [0.0, 0.0], [0.15, 0.0])
+    env.set_physics([0.0, 0.0], [0.0, 0.0], [0.15, 0.0])
     target_right = env._observe()
-    env.set_state([0.0, 0.0], [0.0, 0.0], [0.0, 0.15])
+    env.set_physics([0.0, 0.0], [0.0, 0.0], [0.0, 0.15])
     target_up = env._observe()
-    env.set_state([math.pi, 0.0], [0.0, 0.0], [0.0, 0.15])
+    env.set_physics([math.pi, 0.0], [0.0, 0.0], [0.0, 0.15])
     arm_left = env._observe()
     env.close()
     row, col = _centroid(target_right, _red)
@@ -172,7 +175,7 @@ def test_cartpole_matches_the_analytic_equations_of_motion():
     env = BulletCartPoleEnv(continuous=True)
     env.reset(seed=0)
     for state, action in [([0.0, 0.0, 0.1, 0.0], 0.0), ([0.0, 0.0, 0.0, 0.0], 1.0), ([0.5, 0.3, -0.15, 0.7], -0.7)]:
-        env.set_state(state)
+        env.set_physics(state)
         after, *_ = env.step(np.array([action], np.float32))
         x_ddot, theta_ddot = cartpole_accelerations(state[1], state[2], state[3], 10.0 * action)
         np.testing.assert_allclose((after[[1, 3]] - np.array(state)[[1, 3]]) / env.dt, [x_ddot, theta_ddot],
@@ -183,7 +186,7 @@ def test_cartpole_matches_the_analytic_equations_of_motion():
 def test_cartpole_pole_falls_without_force_and_pushing_right_moves_right():
     env = BulletCartPoleEnv(continuous=True)
     env.reset(seed=0)
-    env.set_state([0.0, 0.0, 0.02, 0.0])
+    env.set_physics([0.0, 0.0, 0.02, 0.0])
     angles = [env.step(np.zeros(1, np.float32))[0][2] for _ in range(20)]
     assert np.all(np.diff(angles) > 0)  # tips over towards the side it leans to
     # Linearised about upright, theta(t) = theta0 cosh(omega t) with omega^2 = g / (l (4/3 - m / (M + m))).
@@ -193,10 +196,10 @@ def test_cartpole_pole_falls_without_force_and_pushing_right_moves_right():
 
     env = BulletCartPoleEnv()
     env.reset(seed=0)
-    env.set_state(np.zeros(4))
+    env.set_physics(np.zeros(4))
     velocities = [env.step(1)[0][1] for _ in range(5)]
     assert np.all(np.diff(velocities) > 0) and velocities[0] > 0
-    env.set_state(np.zeros(4))
+    env.set_physics(np.zeros(4))
     assert env.step(0)[0][1] < 0
     env.close()
 
@@ -205,12 +208,12 @@ def test_cartpole_terminates_like_gymnasium(make):
     env = make(CARTPOLE)
     env.reset(seed=0)
     assert env.spec.max_episode_steps == 500
-    env.unwrapped.set_state([2.39, 1.0, 0.0, 0.0])
+    env.unwrapped.set_physics([2.39, 1.0, 0.0, 0.0])
     _, reward, terminated, truncated, _ = env.step(1)
     assert terminated and not truncated and reward == 1.0
-    env.unwrapped.set_state([0.0, 0.0, THETA_THRESHOLD - 0.001, 1.0])
+    env.unwrapped.set_physics([0.0, 0.0, THETA_THRESHOLD - 0.001, 1.0])
     assert env.step(1)[2]
-    env.unwrapped.set_state(np.zeros(4))
+    env.unwrapped.set_physics(np.zeros(4))
     assert env.step(1)[1:3] == (1.0, False)
 
 
@@ -221,7 +224,7 @@ def test_kinematics_round_trip_and_match_the_simulator(rng):
     env = BulletReacherEnv()
     env.reset(seed=0)
     for q in rng.uniform(-math.pi, math.pi, size=(10, 2)):
-        env.set_state(q, np.zeros(2), np.zeros(2))
+        env.set_physics(q, np.zeros(2), np.zeros(2))
         np.testing.assert_allclose(env.fingertip(), forward_kinematics(q), atol=1e-6)
     env.close()
 
@@ -298,3 +301,71 @@ def test_bad_actions_are_named(cls, kwargs, action, expected):
     with pytest.raises(ValueError, match=rf"action must .*{expected}"):
         env.step(action)
     env.close()
+
+
+# ---------------------------------------------------------------------- state, copies and pickling
+def _play(env, actions):
+    """Observations, rewards, ends and the exact joint states after each of ``actions``; resets at episode ends."""
+    out = []
+    for a in actions:
+        obs, reward, terminated, truncated, _ = env.step(a)
+        state = env.unwrapped.get_state()
+        out.append((obs, reward, terminated, truncated, state["q"], state["qd"]))
+        if terminated or truncated:
+            out.append((env.reset()[0], state["q"] * 0, False, False, state["q"] * 0, state["qd"] * 0))
+    return out
+
+
+def _assert_same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)  # bit for bit, float64 joint states included
+
+
+@pytest.mark.parametrize("env_id, kwargs", CASES, ids=IDS)
+def test_restored_state_continues_bit_identically(make, env_id, kwargs):
+    """resetJointState on a fresh client reproduces the uninterrupted simulation exactly, through resets."""
+    env = make(env_id, max_episode_steps=12, **kwargs)
+    env.reset(seed=3)
+    actions = random_actions(env, 40, seed=4)
+    _play(env, actions[:9])
+    saved = env.unwrapped.get_state()
+    assert {"q", "qd", "np_random"} <= set(saved) and saved["q"].dtype == np.float64
+    after = _play(env, actions[9:])
+    fresh = make(env_id, max_episode_steps=12, **kwargs)
+    fresh.reset(seed=99)  # another start and another generator, both overwritten below
+    for _ in range(9):
+        fresh.step(actions[0])  # the time limit counts like the original's (9 steps into its episode)
+    fresh.unwrapped.set_state(saved)
+    _assert_same(_play(fresh, actions[9:]), after)
+
+
+@pytest.mark.parametrize("clone", [copy.deepcopy, lambda env: pickle.loads(pickle.dumps(env)),
+                                   lambda env: copy.copy(env.unwrapped)],  # a shallow copy of a wrapper shares its env
+                         ids=["deepcopy", "pickle", "copy"])
+@pytest.mark.parametrize("env_id", [CARTPOLE, REACHER])
+def test_copies_have_their_own_client_and_the_same_state(make, env_id, clone):
+    env, reference = make(env_id), make(env_id)
+    actions = random_actions(env, 30, seed=5)
+    for e in (env, reference):
+        e.reset(seed=6)
+        _play(e, actions[:10])
+    twin = clone(env)
+    assert twin.unwrapped.client_id != env.unwrapped.client_id
+    assert p.isConnected(physicsClientId=twin.unwrapped.client_id)
+    expected = _play(reference, actions[10:])
+    _assert_same(_play(twin, actions[10:]), expected)  # the copy continues from the same state...
+    _play(twin, random_actions(env, 15, seed=7))
+    client = env.unwrapped.client_id
+    del twin
+    gc.collect()  # ... and dropping it neither moved nor disconnected the original
+    assert p.isConnected(physicsClientId=client)
+    _assert_same(_play(env, actions[10:]), expected)
+
+
+def test_a_closed_environment_cannot_be_copied():
+    env = BulletReacherEnv()
+    env.close()
+    with pytest.raises(ValueError, match="cannot copy or pickle a closed BulletReacherEnv"):
+        copy.deepcopy(env)

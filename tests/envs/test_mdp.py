@@ -60,6 +60,37 @@ def test_initial_distribution_is_validated():
         TabularMDP(P, R, gamma, terminal, initial=np.array([0.5, 0.0, 0.0, 0.0]))
 
 
+def _nan_sparse(P):
+    P = sp.csr_array(P.reshape(-1, P.shape[0]))
+    P.data[0] = np.nan
+    return P
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda P, R, g, t: dict(initial=[np.nan] * 4), r"^initial must be finite; it contains NaN or infinity$"),
+        (lambda P, R, g, t: dict(initial=[np.inf, 0, 0, 0]), r"^initial must be finite"),
+        (lambda P, R, g, t: dict(initial=[0.5, np.nan, 0.5, 0]), r"^initial must be finite"),
+        (lambda P, R, g, t: dict(initial=["a", "b", "c", "d"]), r"^initial must be an array of numbers"),
+        (lambda P, R, g, t: dict(P=np.where(P > 0, np.nan, 0.0)), r"^P must be finite; it contains NaN or infinity$"),
+        (lambda P, R, g, t: dict(P=_nan_sparse(P)), r"^P must be finite"),
+        (lambda P, R, g, t: dict(R=np.full_like(R, np.inf)), r"^R must be finite; it contains NaN or infinity$"),
+        (lambda P, R, g, t: dict(R=[["x", "y"]] * 4), r"^R must be an array of numbers"),
+        (lambda P, R, g, t: dict(gamma=float("nan")), r"^gamma must lie in \[0, 1\], got nan$"),
+        (lambda P, R, g, t: dict(gamma=float("inf")), r"^gamma must lie in \[0, 1\], got inf$"),
+        (lambda P, R, g, t: dict(gamma="0.9"), r"^gamma must be a number in \[0, 1\], got '0\.9'$"),
+        (lambda P, R, g, t: dict(gamma=True), r"^gamma must be a number in \[0, 1\], got True$"),
+    ],
+)
+def test_non_finite_or_non_numeric_inputs_are_named(change, message):
+    P, R, gamma, terminal = chain()
+    args = dict(P=P, R=R, gamma=gamma, terminal=terminal) | change(P, R, gamma, terminal)
+    with pytest.raises(ValueError, match=message) as info:
+        TabularMDP(**args)
+    assert "\n" not in str(info.value)
+
+
 def test_from_transitions_adds_duplicates_and_weights_rewards():
     # two outcomes of (0, 0) land in the same state with different rewards
     mdp = TabularMDP.from_transitions(

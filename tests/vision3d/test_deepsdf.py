@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from generative.training import FitConfig, fit
 from vision3d import SCENE_BOUND
 from vision3d.deepsdf import (
     DeepSDFConfig,
@@ -15,7 +16,6 @@ from vision3d.deepsdf import (
 )
 from vision3d.fields import FieldConfig
 from vision3d.sdf import sphere_sdf
-from vision3d.training import FitConfig, fit
 
 
 def test_clamped_l1_formula():
@@ -152,7 +152,7 @@ def test_deepsdf_on_four_shapes_meets_the_quality_targets(tmp_path):
 
     names = ["sphere", "torus", "box", "capsule"]
     folders = [export_dataset(name, tmp_path / name, views=1, val_views=1, test_views=1, size=16) for name in names]
-    shapes = fit_deepsdf(folders, tmp_path / "run", DeepSDFConfig())  # the default configuration
+    shapes = fit_deepsdf(folders, tmp_path / "run", DeepSDFConfig()).shapes  # the default configuration
     assert [s.name for s in shapes] == names
     for shape, folder in zip(shapes, folders):
         metrics = evaluate_mesh(extract_mesh(shape.sdf, resolution=128), load_mesh(folder / "mesh.ply"))

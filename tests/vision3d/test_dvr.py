@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vision3d.camera import Intrinsics, pixel_rays, sphere_poses
+from generative.training import FitConfig, fit
+from vision3d.camera import Intrinsics, image_rays, pixel_rays, sphere_poses
 from vision3d.dataset import export_dataset, load_mesh
 from vision3d.dvr import (
     DVRConfig,
@@ -17,19 +18,15 @@ from vision3d.dvr import (
     evaluate_dvr,
     fit_dvr,
     freespace_loss,
-    image_rays,
     load_dvr,
-    occupancy_loss,
+    occupied_loss,
     photometric_loss,
-    psnr,
     render_field,
-    silhouette_iou,
 )
 from vision3d.extraction import extract_mesh
 from vision3d.fields import FieldConfig
-from vision3d.metrics import evaluate_mesh
+from vision3d.metrics import evaluate_mesh, psnr, silhouette_iou
 from vision3d.surface import find_surface
-from vision3d.training import FitConfig, fit
 
 
 class AnalyticEllipsoid:
@@ -71,12 +68,12 @@ def test_loss_terms_closed_forms():
     expected_free = -torch.log(1 - torch.sigmoid(logits)).sum() / 5
     expected_occ = -torch.log(torch.sigmoid(logits)).sum() / 5
     torch.testing.assert_close(freespace_loss(logits, 5), expected_free)
-    torch.testing.assert_close(occupancy_loss(logits, 5), expected_occ)
+    torch.testing.assert_close(occupied_loss(logits, 5), expected_occ)
     assert float(freespace_loss(torch.zeros(0), 5)) == 0.0  # no ray of that kind: no loss
     # Gradient directions: freespace lowers the logit, occupancy raises it.
     x = logits.clone().requires_grad_(True)
     (g_free,) = torch.autograd.grad(freespace_loss(x, 1), x)
-    (g_occ,) = torch.autograd.grad(occupancy_loss(x, 1), x)
+    (g_occ,) = torch.autograd.grad(occupied_loss(x, 1), x)
     assert (g_free > 0).all() and (g_occ < 0).all()
 
 
@@ -210,7 +207,7 @@ def test_fit_dvr_writes_a_run_that_reloads_and_evaluates(tmp_path):
                           n_uniform=100, n_surface=100, n_points=100)
     run = tmp_path / "run"
     config = tiny_config(steps=12, rays=128, size=16, max_views=4)
-    (shape,) = fit_dvr(data, run, config)
+    (shape,) = fit_dvr(data, run, config).shapes
     assert (run / "checkpoint.pt").exists() and (run / "metrics.csv").exists() and (run / "dvr_config.json").exists()
     model = load_dvr(run)
     assert model.config == config
@@ -239,9 +236,9 @@ def test_fit_dvr_resumes_to_the_same_numbers(tmp_path):
         c = tiny_config(steps=steps, rays=64)
         return dataclasses.replace(c, fit=dataclasses.replace(c.fit, schedule="constant"))
 
-    (straight,) = fit_dvr(data, tmp_path / "straight", config(8))
+    (straight,) = fit_dvr(data, tmp_path / "straight", config(8)).shapes
     fit_dvr(data, tmp_path / "resumed", config(3))
-    (resumed,) = fit_dvr(data, tmp_path / "resumed", config(8), resume=True)
+    (resumed,) = fit_dvr(data, tmp_path / "resumed", config(8), resume=True).shapes
     np.testing.assert_array_equal(straight.sdf(points), resumed.sdf(points))
 
 
@@ -252,7 +249,7 @@ def test_dvr_reconstructs_the_torus_from_50_views_with_the_default_config(tmp_pa
     config = DVRConfig()
     config.fit.progress = False
     # One thread (conftest): about 2 minutes on an idle core; the budget is 10 minutes on 2 cores.
-    (shape,) = fit_dvr(data, tmp_path / "run", config)
+    (shape,) = fit_dvr(data, tmp_path / "run", config).shapes
     evaluation = evaluate_dvr(tmp_path / "run", data)
     metrics = evaluate_mesh(extract_mesh(shape.sdf, resolution=128), load_mesh(data / "mesh.ply"))
     assert evaluation.silhouette_iou >= 0.90

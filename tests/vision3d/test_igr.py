@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from generative.training import FitConfig, fit
 from vision3d.fields import FieldConfig, gradient
 from vision3d.igr import (
     IGRConfig,
@@ -16,7 +17,6 @@ from vision3d.igr import (
     vanish_term,
 )
 from vision3d.sdf import box_sdf, sphere_sdf
-from vision3d.training import FitConfig, fit
 
 
 def _sphere_points(n: int, radius: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +129,7 @@ def test_fit_igr_reads_points_ply(tmp_path):
     points, normals = _sphere_points(2000, 0.35)
     (tmp_path / "ball").mkdir()
     save_point_cloud(tmp_path / "ball" / "points.ply", points, normals)
-    [shape] = fit_igr(tmp_path / "ball", tmp_path / "run", _small_config(60))
+    [shape] = fit_igr(tmp_path / "ball", tmp_path / "run", _small_config(60)).shapes
     assert shape.name == "ball"
     values = shape.sdf(np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0]], dtype=np.float32))
     assert values[0] < 0 < values[1]
@@ -155,7 +155,7 @@ def test_igr_on_the_torus_from_points_alone_meets_the_quality_targets(tmp_path):
     data = export_dataset("torus", tmp_path / "torus", views=1, val_views=1, test_views=1, size=16)
     config = IGRConfig()  # the default configuration: no normals
     assert not config.use_normals
-    [shape] = fit_igr(data, tmp_path / "run", config)
+    [shape] = fit_igr(data, tmp_path / "run", config).shapes
     metrics = evaluate_mesh(extract_mesh(shape.sdf, resolution=128), load_mesh(data / "mesh.ply"))
     assert metrics.chamfer_l1 <= 0.01
     assert metrics.normal_consistency >= 0.90

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from generative.training import FitConfig, fit
 from vision3d import SCENE_BOUND
 from vision3d.fields import FieldConfig
 from vision3d.occupancy import OccupancyConfig, OccupancyObjective, fit_occupancy, logit, occupancy_loss
 from vision3d.sdf import box_sdf, sphere_sdf
-from vision3d.training import FitConfig, fit
 
 
 def test_loss_is_the_binary_cross_entropy_of_the_notes():
@@ -90,7 +90,7 @@ def test_fit_occupancy_reads_data_folders_and_names_shapes(tmp_path):
             sdf=sphere_sdf(points, radius).astype(np.float32),
         )
     config = _small_config(steps=150)
-    shapes = fit_occupancy([tmp_path / "small", tmp_path / "large"], tmp_path / "run", config)
+    shapes = fit_occupancy([tmp_path / "small", tmp_path / "large"], tmp_path / "run", config).shapes
     assert [s.name for s in shapes] == ["small", "large"]
     assert (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "metrics.csv").exists()
     probe = np.array([[0.3, 0.0, 0.0]], dtype=np.float32)  # outside the small sphere, inside the large one
@@ -115,7 +115,7 @@ def test_occupancy_on_the_torus_meets_the_quality_targets(tmp_path):
     from vision3d.metrics import evaluate_mesh
 
     data = export_dataset("torus", tmp_path / "torus", views=1, val_views=1, test_views=1, size=16)
-    [shape] = fit_occupancy(data, tmp_path / "run", OccupancyConfig())  # the default configuration
+    [shape] = fit_occupancy(data, tmp_path / "run", OccupancyConfig()).shapes  # the default configuration
     metrics = evaluate_mesh(extract_mesh(shape.sdf, resolution=128), load_mesh(data / "mesh.ply"))
     assert metrics.iou is not None and metrics.iou >= 0.90
     assert metrics.chamfer_l1 <= 0.01

@@ -15,12 +15,14 @@ def run_main(main: Callable[[], int]) -> NoReturn:
         sys.exit(main())
     except ValueError as err:
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted (the last checkpoint, if any, is kept; --resume continues from it)")
 
 
 def report(summary: dict[str, Any], as_json: bool) -> None:
     """Print a command's summary: one JSON line, or ``key: value`` lines (long lists and dicts abridged)."""
     if as_json:
-        print(json.dumps({k: v for k, v in summary.items() if k != "out"}))
+        print(json.dumps(summary))
         return
     for key, value in summary.items():
         if isinstance(value, (list, dict)):

@@ -1,0 +1,142 @@
+"""The one figure helper: matplotlib's object-oriented API (``Figure``, never ``pyplot``) and atomic PNGs.
+
+Nothing depends on a GUI backend and figures are garbage-collected like any other object.
+:func:`learning_curves` and :func:`image_grid` are the two pictures every package draws; a
+package's own pictures (value maps, reconstructions) build a ``Figure`` and save it here.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from envs.io.files import atomic_path
+
+Curve = np.ndarray | Sequence[float] | tuple[Sequence[float], Sequence[float]]
+"""``y`` values (drawn against their index) or an ``(x, y)`` pair."""
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG of ``figsize * dpi`` pixels to ``path`` atomically; return the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    return path
+
+
+def wrap_title(title: str, width_inches: float, fontsize: float = 11.0) -> str:
+    """``title`` broken into lines that fit ``width_inches`` at ``fontsize`` points (0.62 em per character,
+    a little more than DejaVu Sans needs on average, and a margin), so it is never clipped."""
+    if not title:
+        return title
+    chars = max(int((width_inches - 0.2) * 72 / (fontsize * 0.62)), 10)
+    return "\n".join(textwrap.fill(line, chars, break_on_hyphens=False) for line in title.splitlines())
+
+
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each run of ``window`` consecutive values of x [N]; returns [N - window + 1].
+
+    Entry ``j`` averages ``x[j : j + window]``, so it belongs to index ``j + window - 1``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"x must be 1-D [N], got shape {x.shape}")
+    if not 1 <= window <= len(x):
+        raise ValueError(f"window must be in [1, {len(x)}] for x of shape {x.shape}, got {window}")
+    csum = np.concatenate([[0.0], np.cumsum(x)])
+    return (csum[window:] - csum[:-window]) / window
+
+
+def _xy(name: str, curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(curve, tuple) and len(curve) == 2:
+        x, y = np.asarray(curve[0], dtype=np.float64), np.asarray(curve[1], dtype=np.float64)
+    else:
+        y = np.asarray(curve, dtype=np.float64)
+        x = np.arange(len(y), dtype=np.float64) if y.ndim == 1 else y
+    if y.ndim != 1 or len(y) == 0 or x.shape != y.shape:
+        raise ValueError(f"curve {name!r} must be a non-empty 1-D array [N] or an (x, y) pair of them, "
+                         f"got shapes {x.shape} and {y.shape}")
+    return x, y
+
+
+def learning_curves(
+    curves: Mapping[str, Curve],
+    *,
+    window: int = 20,
+    xlabel: str = "episode",
+    ylabel: str = "return",
+    title: str = "",
+    ylim: tuple[float, float] | None = None,
+    logy: bool = False,
+) -> Figure:
+    """Plot each curve faint and its ``window``-point moving average bold, one colour each.
+
+    A curve is ``y`` (drawn against 0, 1, ...) or ``(x, y)``, e.g. returns against environment
+    steps. The average over points ``i - window + 1 .. i`` is drawn at ``x[i]``; a curve shorter
+    than ``window`` is averaged over its whole length; with ``window=1`` only the curve is drawn.
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    fig = Figure(figsize=(7.0, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, curve) in enumerate(curves.items()):
+        x, y = _xy(name, curve)
+        w = min(window, len(y))
+        color = f"C{i % 10}"
+        if w > 1:
+            ax.plot(x, y, color=color, alpha=0.25, linewidth=0.8)
+        ax.plot(x[w - 1 :], moving_average(y, w), color=color, linewidth=2.0, label=name,
+                marker="o" if len(y) <= 30 else None, markersize=3)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(wrap_title(title, 7.0))
+    if logy:
+        ax.set_yscale("log")
+    if ylim is not None:
+        ax.set_ylim(ylim)
+    if curves:
+        ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def image_grid(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str] | None = None,
+    columns: int | None = None,
+    *,
+    title: str = "",
+    cell: float = 2.6,
+    cmap: str | None = None,
+    fontsize: float = 11,
+) -> Figure:
+    """Images (``[H, W]`` or ``[H, W, 3]``, float in [0, 1] or uint8) in a grid, each with its title.
+
+    Titles are set at ``fontsize`` points on a figure of ``cell`` inches per image, so labels stay
+    readable when the page scales the picture down.
+    """
+    if len(images) == 0:
+        raise ValueError("image_grid needs at least one image")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"titles must have one entry per image, got {len(titles)} for {len(images)} images")
+    columns = columns or len(images)
+    rows = -(-len(images) // columns)
+    lines = max((t.count("\n") + 1 for t in titles or [""]), default=1)
+    fig = Figure(figsize=(cell * columns, (cell + 0.25 * lines) * rows + (0.4 if title else 0.0)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for k, (ax, image) in enumerate(zip(axes, images)):
+        image = np.asarray(image)
+        if image.dtype != np.uint8:
+            image = np.clip(image, 0.0, 1.0)
+        ax.imshow(image, cmap=cmap if image.ndim == 2 else None, interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=fontsize)
+    if title:
+        fig.suptitle(wrap_title(title, cell * columns, fontsize + 1), fontsize=fontsize + 1)
+    return fig

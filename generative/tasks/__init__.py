@@ -1,0 +1,1 @@
+"""Training objectives for the engine (``generative.training.fit``): classification, segmentation, sequences."""
