@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import os
 
-import tyro
-
-from envs.io.cli import report, run_main
+from envs.io.cli import parse, report, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from typing import Annotated, Union
-
     from agents.commands import Evaluate, Solve, TrainCommand, evaluate_saved, solve, train
     from agents.demo import Demo, run_demo
 
@@ -20,9 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
     commands = {"solve": Solve, "train": TrainCommand, "evaluate": Evaluate, "demo": Demo}
-    spec = Union[tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in commands.items())]  # noqa: UP007
-    args = tyro.cli(spec, args=argv, prog="python -m agents", config=(tyro.conf.OmitSubcommandPrefixes,),
-                    description="Reinforcement learning (notes §11): dynamic programming, tabular and deep agents.")
+    args = parse(commands, argv, "python -m agents", "Reinforcement learning (notes §11): dynamic programming, tabular and deep agents.")
     if isinstance(args, Solve):
         report(solve(args), args.json)
     elif isinstance(args, TrainCommand):

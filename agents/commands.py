@@ -16,9 +16,9 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -33,10 +33,10 @@ from agents.tabular.dp import Solution, diagnose, policy_iteration, value_iterat
 from agents.tabular.schedules import parse_schedule
 from envs import TabularMDP, make_env, parse_env_kwargs
 from envs.gridworld import ACTION_DELTAS
-from envs.io.config import resumed
+from envs.io.cli import config_command, subcommands
 from envs.io.figures import learning_curves, save_figure
 from envs.io.files import atomic_path, atomic_write_csv
-from envs.io.run import CONFIG, RunFolder, numbered
+from envs.io.run import RunFolder, numbered, resume_config
 
 Method = Literal["value-iteration", "policy-iteration"]
 DEFAULT_TIME_LIMIT = 1000
@@ -157,22 +157,12 @@ def _tabular_command(name: str) -> type[TabularArgs]:
     return cls
 
 
-def _deep_command(name: str, config: type, summary: str) -> type[DeepArgs]:
-    cls = dataclasses.make_dataclass(
-        f"Train{name.title().replace('-', '')}",
-        [("config", Annotated[config, tyro.conf.arg(help=f"{name} hyperparameters.")], field(default_factory=config))],
-        bases=(DeepArgs,), namespace={"agent_name": name, "__module__": __name__},
-    )
-    cls.__doc__ = summary
-    return cls
-
-
 TRAIN_COMMANDS: dict[str, type[TrainArgs]] = {
     **{name: _tabular_command(name) for name in TABULAR},
-    **{name: _deep_command(name, entry.config, entry.summary) for name, entry in deep_agents().items()},
+    **{name: config_command(name, DeepArgs, entry.config, entry.summary, __name__, agent_name=name)
+       for name, entry in deep_agents().items()},
 }
-TrainAgent = Union[tuple(Annotated[cls, tyro.conf.subcommand(name, description=cls.__doc__)]  # noqa: UP007
-                         for name, cls in TRAIN_COMMANDS.items())]
+TrainAgent = subcommands(TRAIN_COMMANDS)
 """One subcommand per agent."""
 
 
@@ -396,25 +386,12 @@ def build_deep_agent(name: str, make: Callable[[], gym.Env], config: Any, seed: 
     return entry.cls(make, config, seed=seed, **kwargs)
 
 
-def resumed_deep(args: DeepArgs, say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> DeepArgs:
+def resumed_deep(args: DeepArgs) -> DeepArgs:
     """The run a ``--resume DIR`` continues: DIR's ``config.json``, except :data:`RESUMABLE` options."""
-    import json
-
     assert args.resume is not None
-    path = args.resume / CONFIG
     if not (args.resume / "checkpoint.pt").is_file():
         raise ValueError(f"--resume: {args.resume} holds no checkpoint.pt, so there is nothing to resume")
-    if not path.is_file():
-        raise ValueError(f"--resume: {args.resume} holds no {CONFIG}, so its options are unknown")
-    try:
-        stored = json.loads(path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    merged, ignored = resumed(type(args), stored, dataclasses.replace(args, out=args.resume), RESUMABLE, str(path))
-    if ignored:
-        say(f"note: resuming {args.resume} with its stored {CONFIG}; these options differ here and are ignored: "
-            + ", ".join(ignored))
-    return merged
+    return resume_config(type(args), args.resume, dataclasses.replace(args, out=args.resume), RESUMABLE)
 
 
 def train_deep(args: DeepArgs) -> dict[str, Any]:

@@ -19,12 +19,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents.commands import VIDEO_STEPS, slug, video_env, write_value_picture
-from envs.io.figures import learning_curves, save_figure
 from agents.rollout import record_video, rollout
 from agents.tabular.base import TabularConfig
 from agents.tabular.dp import policy_iteration, value_iteration
 from agents.tabular.td import SARSA, QLearning
 from envs import ENVIRONMENTS, make_env
+from envs.io.figures import learning_curves, save_figure
 from envs.io.page import write_index, write_section
 
 

@@ -12,8 +12,8 @@ import imageio.v3 as iio
 import tyro
 
 from envs import make_env, parse_env_kwargs
-from envs.io.cli import run_main
 from envs.io import atomic_path
+from envs.io.cli import run_main
 from envs.registration import all_environments
 
 

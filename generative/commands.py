@@ -9,17 +9,15 @@ options back from ``config.json``), a clean stop on NaN, and ``torchrun`` for se
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, NamedTuple, Union
+from typing import Annotated, Any, ClassVar, NamedTuple
 
 import tyro
 
-from envs.io.config import resumed
-from envs.io.run import CONFIG, RunFolder
+from envs.io.cli import config_command, subcommands
+from envs.io.run import RunFolder, resume_config
 from generative.tasks.classification import CNNConfig, MLPConfig, train_cnn, train_mlp
 from generative.tasks.segmentation import UNetConfig, train_unet
 from generative.tasks.sequences import LSTMConfig, RNNConfig, train_lstm, train_rnn
@@ -67,21 +65,12 @@ RESUMABLE = ("steps", "threads", "resume", "json", "config.fit.progress", "confi
 """Options that a resumed run takes from the command line; every other one comes from its config.json."""
 
 
-def _command(name: str, model: Model) -> type[TrainArgs]:
-    cls = dataclasses.make_dataclass(
-        f"Train{name.title()}",
-        [("out", Path, field(default=Path("runs") / name)),
-         ("config", Annotated[model.config, tyro.conf.arg(help=f"{name}: data, network and training hyperparameters.")],
-          field(default_factory=model.config))],
-        bases=(TrainArgs,), namespace={"model_name": name, "__module__": __name__},
-    )
-    cls.__doc__ = model.summary
-    return cls
-
-
-TRAIN_COMMANDS: dict[str, type[TrainArgs]] = {name: _command(name, model) for name, model in MODELS.items()}
-TrainModel = Union[tuple(Annotated[cls, tyro.conf.subcommand(name, description=cls.__doc__)]  # noqa: UP007
-                         for name, cls in TRAIN_COMMANDS.items())]
+TRAIN_COMMANDS: dict[str, type[TrainArgs]] = {
+    name: config_command(name, TrainArgs, model.config, model.summary, __name__,
+                         fields=[("out", Path, field(default=Path("runs") / name))], model_name=name)
+    for name, model in MODELS.items()
+}
+TrainModel = subcommands(TRAIN_COMMANDS)
 """One subcommand per model of :data:`MODELS`."""
 
 
@@ -101,20 +90,9 @@ def with_overrides(args: TrainArgs) -> TrainArgs:
     return dataclasses.replace(args, config=config)  # type: ignore[call-arg]
 
 
-def resumed_args(args: TrainArgs, say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> TrainArgs:
+def resumed_args(args: TrainArgs) -> TrainArgs:
     """The command a resumed run continues: ``out/config.json`` except the options of :data:`RESUMABLE`."""
-    path = args.out / CONFIG
-    if not path.is_file():
-        raise ValueError(f"--resume: {args.out} holds no {CONFIG}, so there is no run to resume")
-    try:
-        stored = json.loads(path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    merged, ignored = resumed(type(args), stored, with_overrides(args), RESUMABLE, str(path))
-    if ignored:
-        say(f"note: resuming {args.out} with its stored {CONFIG}; these options differ here and are ignored: "
-            + ", ".join(ignored))
-    return with_overrides(merged)
+    return with_overrides(resume_config(type(args), args.out, with_overrides(args), RESUMABLE))
 
 
 def summarize(result: Any) -> dict[str, Any]:

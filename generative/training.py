@@ -75,7 +75,7 @@ class FitConfig:
     schedule: Literal["cosine", "constant", "linear"] = "cosine"
     """Learning rate after the warm-up: cosine or linear decay to ``lr * lr_min_ratio``, or constant."""
     warmup_steps: int = 0
-    """Steps of linear warm-up from 0 to ``lr``."""
+    """Steps of linear warm-up from 0 to ``lr`` (a run shorter than that never reaches ``lr``)."""
     lr_min_ratio: float = 0.05
     """Final learning rate of the cosine and linear schedules, as a fraction of ``lr``."""
     clip_norm: float | None = None
@@ -108,8 +108,8 @@ class FitConfig:
             )
         if not (self.lr > 0 and math.isfinite(self.lr)) or not 0.0 <= self.lr_min_ratio <= 1.0:
             raise ValueError(f"lr must be > 0 and lr_min_ratio in [0, 1], got {self.lr}, {self.lr_min_ratio}")
-        if not 0 <= self.warmup_steps < self.steps:
-            raise ValueError(f"warmup_steps must be in [0, steps={self.steps}), got {self.warmup_steps}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.clip_norm is not None and not (self.clip_norm > 0 and math.isfinite(self.clip_norm)):
             raise ValueError(f"clip_norm must be a positive number or None, got {self.clip_norm}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
@@ -213,7 +213,7 @@ def lr_factor(step: int, config: FitConfig) -> float:
         return (step + 1) / config.warmup_steps
     if config.schedule == "constant":
         return 1.0
-    progress = min((step - config.warmup_steps) / (config.steps - config.warmup_steps), 1.0)
+    progress = min((step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1), 1.0)
     shape = 0.5 * (1.0 + math.cos(math.pi * progress)) if config.schedule == "cosine" else 1.0 - progress
     return config.lr_min_ratio + (1.0 - config.lr_min_ratio) * shape
 

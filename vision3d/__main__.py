@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import tyro
-
-from envs.io.cli import report, run_main
+from envs.io.cli import parse, report, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from typing import Annotated, Union
-
     from vision3d.commands import Eval, FitCommand, Render, evaluate, fit, render
     from vision3d.demo import Demo, run_demo
 
     commands = {"render": Render, "fit": FitCommand, "eval": Eval, "demo": Demo}
-    spec = Union[tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in commands.items())]  # noqa: UP007
-    args = tyro.cli(spec, args=argv, prog="python -m vision3d", config=(tyro.conf.OmitSubcommandPrefixes,),
-                    description="3D reconstruction (notes §12): render datasets, fit implicit surfaces, evaluate meshes.")
+    args = parse(commands, argv, "python -m vision3d", "3D reconstruction (notes §12): render datasets, fit implicit surfaces, evaluate meshes.")
     if isinstance(args, Render):
         report(render(args), args.json)
     elif isinstance(args, FitCommand):

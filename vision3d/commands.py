@@ -12,19 +12,17 @@ folder also holds ``config.json`` (this command, resolved), which ``--resume`` r
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, NamedTuple, Union
+from typing import Annotated, Any, ClassVar, NamedTuple
 
 import tyro
 
-from envs.io.config import resumed as resume_config
+from envs.io.cli import config_command, subcommands
 from envs.io.files import atomic_write_json
-from envs.io.run import CONFIG, RunFolder
+from envs.io.run import RunFolder, resume_config
 from generative.training import distributed, resolve_device, set_threads
 from vision3d.dataset import ExportConfig, export_dataset, load_mesh
 from vision3d.deepsdf import DeepSDFConfig, fit_deepsdf
@@ -123,21 +121,11 @@ METHODS: dict[str, Method] = {
 }
 
 
-def _fit_command(name: str, method: Method) -> type[FitArgs]:
-    cls = dataclasses.make_dataclass(
-        f"Fit{name.title().replace('-', '')}",
-        [("config", Annotated[method.config, tyro.conf.arg(help=f"{name}: network and training hyperparameters.")],
-          field(default_factory=method.config))],
-        bases=(FitArgs,),
-        namespace={"method": name, "__module__": __name__},
-    )
-    cls.__doc__ = method.summary
-    return cls
-
-
-FIT_COMMANDS: dict[str, type[FitArgs]] = {name: _fit_command(name, method) for name, method in METHODS.items()}
-FitMethod = Union[tuple(Annotated[cls, tyro.conf.subcommand(name, description=cls.__doc__)]  # noqa: UP007
-                        for name, cls in FIT_COMMANDS.items())]
+FIT_COMMANDS: dict[str, type[FitArgs]] = {
+    name: config_command(name, FitArgs, method.config, method.summary, __name__, method=name)
+    for name, method in METHODS.items()
+}
+FitMethod = subcommands(FIT_COMMANDS)
 """One subcommand per method of :data:`METHODS`."""
 
 
@@ -183,21 +171,10 @@ def _with_overrides(args: FitArgs) -> FitArgs:
     return dataclasses.replace(args, config=config)  # type: ignore[call-arg]
 
 
-def resumed(args: FitArgs, say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> FitArgs:
+def resumed(args: FitArgs) -> FitArgs:
     """The command a resumed run continues: its stored ``config.json``, except the options of
     :data:`RESUMABLE`, which come from ``args``; any other difference is reported and ignored."""
-    path = args.out / CONFIG
-    if not path.is_file():
-        raise ValueError(f"--resume: {args.out} holds no {CONFIG}, so its options are unknown (not a fit run folder)")
-    try:
-        stored = json.loads(path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    merged, ignored = resume_config(type(args), stored, _with_overrides(args), RESUMABLE, str(path))
-    if ignored:
-        say(f"note: resuming {args.out} with its stored {CONFIG}; these options differ here and are ignored: "
-            + ", ".join(ignored))
-    return _with_overrides(merged)
+    return _with_overrides(resume_config(type(args), args.out, _with_overrides(args), RESUMABLE))
 
 
 def check_fit_args(args: FitArgs) -> None:

@@ -26,9 +26,9 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor, nn
 
-from vision3d import SCENE_BOUND
 from envs.io.run import RunFolder
 from generative.training import FitConfig, fit, resolve_device, seed_everything
+from vision3d import SCENE_BOUND
 from vision3d.fields import FieldConfig, FittedShape, ImplicitField, Reconstruction, as_numpy_sdf, gradient
 
 

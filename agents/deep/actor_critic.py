@@ -11,10 +11,19 @@ and ``n_steps = 1`` gives the TD error ``delta = r + gamma V(s') - V(s)``. The l
 ``-mean(log pi(a_t | s_t) A_t) + vf_coef mean((V(s_t) - G_t)^2) - ent_coef mean(H[pi(. | s_t)])``.
 A terminated episode does not bootstrap (``V = 0`` after it); a truncated one (time limit)
 bootstraps from the value of its true final observation, ``infos["final_obs"]``.
+
+Two options that A2C implementations commonly have (both off by default):
+
+* ``gae_lambda < 1`` replaces ``G_t`` by the lambda-return, whose advantage ``G^lambda_t - V(s_t)`` is
+  generalised advantage estimation (GAE; Schulman et al., 2016); ``lambda = 1`` is the n-step return above.
+* ``normalize_observations`` feeds both networks ``clip((s - mean) / std, -10, 10)`` with running
+  moments of the observations seen in training (as Stable-Baselines3's ``VecNormalize``), so that
+  inputs measured in metres and in radians per second weigh alike.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -58,6 +67,13 @@ class ActorCriticConfig:
     """Hidden layer sizes of the actor and critic MLPs."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (Box actions)."""
+    gae_lambda: float = 1.0
+    """lambda of the lambda-returns (GAE); 1 gives the plain n-step returns, 0 the one-step TD targets."""
+    normalize_observations: bool = False
+    """Standardise (float vector) observations with their running mean and variance before both networks."""
+    ortho_init: bool = False
+    """Orthogonal weights and zero biases (A2C's and Stable-Baselines3's initialisation): hidden layers with
+    gain sqrt(2), the policy's output layer with gain 0.01 (actions start near zero), the value's with 1."""
 
 
 def td_error(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,
@@ -71,18 +87,23 @@ def td_error(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Ten
 
 
 def n_step_returns(rewards: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,
-                   truncated: torch.Tensor, gamma: float) -> torch.Tensor:
+                   truncated: torch.Tensor, gamma: float, lam: float = 1.0) -> torch.Tensor:
     """n-step returns of a rollout, each looking ahead to the end of the rollout or of its episode.
 
     ``rewards``, ``terminated``, ``truncated``: ``[T, N]`` for ``T`` steps of ``N`` environments.
     ``next_values``: ``[T, N]``, ``V`` of the state after step ``t``: the true final observation
     where the episode ended (used only if truncated), ``s_T`` in the last row. Backwards,
 
-        G_t = r_t + gamma * { (1 - terminated_t) next_values_t   if the episode or the rollout ends at t
-                            { G_{t+1}                            otherwise.
+        G_t = r_t + gamma * { (1 - terminated_t) next_values_t                 if the episode or the rollout ends at t
+                            { (1 - lam) next_values_t + lam G_{t+1}            otherwise.
 
+    With ``lam = 1`` (the default) these are the n-step returns, bit for bit; with ``lam < 1`` the
+    lambda-returns, and ``G_t - V(s_t)`` is GAE's advantage ``sum_k (gamma lam)^k delta_{t+k}``
+    (Schulman et al., 2016); ``lam = 0`` gives the TD targets ``r_t + gamma V(s_{t+1})``.
     Returns ``[T, N]``; with ``T = 1`` it is ``r + gamma (1 - terminated) V(s')``.
     """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must be in [0, 1], got {lam}")
     shape = rewards.shape
     for name, x in (("next_values", next_values), ("terminated", terminated), ("truncated", truncated)):
         if x.shape != shape:
@@ -94,9 +115,54 @@ def n_step_returns(rewards: torch.Tensor, next_values: torch.Tensor, terminated:
     following = torch.zeros_like(rewards[0])  # G_{t+1}
     for t in range(shape[0] - 1, -1, -1):
         bootstrap = torch.where(terminated[t], torch.zeros_like(following), next_values[t])
-        tail = bootstrap if t == shape[0] - 1 else torch.where(ends[t], bootstrap, following)
+        # (1 - lam) V + lam G: with lam = 1 this is 0 * V + G, exactly G_{t+1}
+        inside = following if lam == 1.0 else (1.0 - lam) * next_values[t] + lam * following
+        tail = bootstrap if t == shape[0] - 1 else torch.where(ends[t], bootstrap, inside)
         following = returns[t] = rewards[t] + gamma * tail
     return returns
+
+
+class RunningMoments(nn.Module):
+    """Running mean and variance of observations ``[..., D]``; ``forward`` standardises and clips.
+
+    Batches are merged with Chan et al.'s parallel update (exact: the moments of all observations
+    seen so far, as if computed at once). Before any update it is the identity (mean 0, variance 1).
+    The moments are buffers, so they travel with the checkpoint.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.clip, self.eps = clip, eps
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge the batch ``x`` ``[B, *shape]`` into the moments."""
+        if tuple(x.shape[1:]) != tuple(self.mean.shape):
+            raise ValueError(f"x has shape {tuple(x.shape)}, expected [B, {', '.join(map(str, self.mean.shape))}]")
+        x = x.double()
+        n, mean, var = x.shape[0], x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        m2 = self.var * self.count + var * n + delta.pow(2) * self.count * n / total
+        self.mean += delta * n / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.mean) / torch.sqrt(self.var + self.eps)
+        return z.clamp(-self.clip, self.clip).to(x.dtype)
+
+
+def orthogonal_init(layers: nn.Sequential, gain: float, out_gain: float) -> None:
+    """Orthogonal weights (``W W^T = gain^2 I`` for wide, ``W^T W = gain^2 I`` for tall ``W``) and zero biases
+    for the ``nn.Linear`` layers of ``layers``; the last one gets ``out_gain``."""
+    linears = [m for m in layers if isinstance(m, nn.Linear)]
+    for i, layer in enumerate(linears):
+        nn.init.orthogonal_(layer.weight, gain=out_gain if i == len(linears) - 1 else gain)
+        nn.init.zeros_(layer.bias)
 
 
 class Losses(NamedTuple):
@@ -141,14 +207,25 @@ class ActorCritic(DeepAgent):
         self.config = c = config or ActorCriticConfig()
         if c.n_envs < 1 or c.n_steps < 1:
             raise ValueError(f"n_envs and n_steps must be >= 1, got {c.n_envs} and {c.n_steps}")
+        if not 0.0 <= c.gae_lambda <= 1.0:
+            raise ValueError(f"gae_lambda must be in [0, 1], got {c.gae_lambda}")
         # SAME_STEP: the observation after an episode end is already the reset one; the true final
         # observation comes in infos["final_obs"] (needed to bootstrap truncated episodes).
         factories = [lambda: StateAccess(make_env())] * c.n_envs
         vector = gym.vector.AsyncVectorEnv if c.vector == "async" else gym.vector.SyncVectorEnv
         self.envs = vector(factories, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         self.obs_space = self.envs.single_observation_space
+        self.obs_norm: RunningMoments | None = None
+        if c.normalize_observations:
+            space = self.obs_space
+            if not (isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.floating)):
+                raise ValueError(f"normalize_observations needs float Box observations, got {space}")
+            self.obs_norm = RunningMoments(space.shape)
         self.actor = Policy(self.obs_space, self.envs.single_action_space, c.hidden, c.log_std_init)
         self.critic = Network(self.obs_space, 1, c.hidden, nn.Tanh)
+        if c.ortho_init:
+            orthogonal_init(self.actor.net.head, math.sqrt(2.0), 0.01)
+            orthogonal_init(self.critic.head, math.sqrt(2.0), 1.0)
         params = [*self.actor.parameters(), *self.critic.parameters()]
         if c.optimizer == "rmsprop":
             self.optimizer: torch.optim.Optimizer = torch.optim.RMSprop(params, lr=c.learning_rate, alpha=0.99, eps=1e-5)
@@ -157,17 +234,26 @@ class ActorCritic(DeepAgent):
         self.obs, _ = self.envs.reset(seed=seed)  # environment i gets seed + i
 
     def modules(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
-        return {"actor": self.actor, "critic": self.critic, "optimizer": self.optimizer}
+        modules: dict[str, nn.Module | torch.optim.Optimizer] = {
+            "actor": self.actor, "critic": self.critic, "optimizer": self.optimizer}
+        if self.obs_norm is not None:  # only then, so checkpoints written without it still load
+            modules["obs_norm"] = self.obs_norm
+        return modules
+
+    def inputs(self, obs: Any) -> torch.Tensor:
+        """A batch of observations ``[B, ...]`` as the networks' input (standardised if configured)."""
+        x = as_tensor(obs, self.obs_space)
+        return x if self.obs_norm is None else self.obs_norm(x)
 
     @torch.no_grad()
     def act(self, obs: Any, deterministic: bool = True) -> Any:
-        x = as_tensor(np.asarray(obs)[None], self.obs_space)
+        x = self.inputs(np.asarray(obs)[None])
         action = self.actor.mode(x) if deterministic else self.actor(x).action
         return self.actor.to_env(action)[0]
 
     def value(self, obs: Any) -> torch.Tensor:
         """``V_phi(s)`` of a batch of observations: ``[B]``."""
-        return self.critic(as_tensor(obs, self.obs_space)).squeeze(-1)
+        return self.critic(self.inputs(obs)).squeeze(-1)
 
     def collect(self) -> tuple[Rollout, list[tuple[float, int]]]:
         """``n_steps`` steps of every environment with the stochastic policy, and the finished episodes."""
@@ -178,7 +264,7 @@ class ActorCritic(DeepAgent):
         final_values = torch.zeros(T, N)  # V of the true final observation where an episode was truncated
         for t in range(T):
             with torch.no_grad():
-                action = self.actor(as_tensor(self.obs, self.obs_space)).action
+                action = self.actor(self.inputs(self.obs)).action
             observations.append(self.obs)
             actions.append(action)
             self.obs, rewards[t], terminated[t], truncated[t], infos = self.envs.step(self.actor.to_env(action))
@@ -202,8 +288,9 @@ class ActorCritic(DeepAgent):
     def losses(self, rollout: Rollout) -> Losses:
         """The A2C loss of ``rollout`` under the current actor and critic."""
         c = self.config
-        returns = n_step_returns(rollout.rewards, rollout.next_values, rollout.terminated, rollout.truncated, c.gamma)
-        obs = as_tensor(rollout.obs, self.obs_space)
+        returns = n_step_returns(rollout.rewards, rollout.next_values, rollout.terminated, rollout.truncated, c.gamma,
+                                 c.gae_lambda)
+        obs = self.inputs(rollout.obs)
         out = self.actor.evaluate(obs, rollout.actions)
         values = self.critic(obs).squeeze(-1)
         return actor_critic_loss(out.log_prob, out.entropy, values, returns.reshape(-1), c.vf_coef, c.ent_coef,
@@ -216,6 +303,8 @@ class ActorCritic(DeepAgent):
         losses.total.backward()
         nn.utils.clip_grad_norm_([*self.actor.parameters(), *self.critic.parameters()], self.config.max_grad_norm)
         self.optimizer.step()
+        if self.obs_norm is not None:  # after the update: the rollout was collected and scored with the same moments
+            self.obs_norm.update(as_tensor(rollout.obs, self.obs_space))
         values = {"loss": losses.total, "policy_loss": losses.policy, "value_loss": losses.value, "entropy": losses.entropy}
         return Iteration(len(rollout.obs), episodes, {k: float(v.detach()) for k, v in values.items()})
 

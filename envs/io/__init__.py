@@ -17,12 +17,12 @@ _NAMES = {
               "atomic_write_text", "csv_text", "remove_stale_temporaries"),
     "checkpoint": ("load_checkpoint", "pack", "save_checkpoint", "unpack"),
     "config": ("differences", "dumps", "from_jsonable", "resumed", "to_jsonable"),
-    "run": ("BEST", "CHECKPOINT", "CONFIG", "METRICS", "RunFolder", "TrainingDiverged", "holds_run", "numbered", "opened",
+    "run": ("BEST", "CHECKPOINT", "CONFIG", "METRICS", "RunFolder", "TrainingDiverged", "holds_run", "numbered", "opened", "resume_config",
             "rng_state", "set_rng_state"),
     "video": ("as_frame", "pad_even", "side_by_side", "write_video"),
     "figures": ("image_grid", "learning_curves", "moving_average", "save_figure", "wrap_title"),
     "page": ("write_index", "write_section"),
-    "cli": ("report", "run_main"),
+    "cli": ("config_command", "parse", "report", "run_main", "subcommands"),
 }
 _LAZY = {name: module for module, names in _NAMES.items() for name in names}
 _ALIASES = {"atomic_torch_save": "save_checkpoint", "load_torch_checkpoint": "load_checkpoint"}  # earlier names

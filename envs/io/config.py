@@ -14,8 +14,8 @@ import math
 import os
 import types
 import typing
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 import numpy as np

@@ -23,17 +23,18 @@ import json
 import os
 import random
 import socket
+import sys
 import time
 import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from envs.io.checkpoint import load_checkpoint, save_checkpoint
-from envs.io.config import dumps
+from envs.io.config import dumps, resumed
 from envs.io.files import atomic_write_csv, atomic_write_text, remove_stale_temporaries
 
 CHECKPOINT = "checkpoint.pt"
@@ -286,3 +287,24 @@ def opened(run: RunFolder | str | os.PathLike[str], **kwargs: Any) -> Iterator[R
         return
     with RunFolder(run, **kwargs) as folder:
         yield folder
+
+
+def resume_config(cls: type, folder: str | os.PathLike[str], current: Any, keep: Sequence[str],
+                  say: Callable[[str], None] | None = None) -> Any:
+    """The configuration a resumed run continues with: ``folder/config.json`` rebuilt as ``cls``, except
+    the dotted options in ``keep``, which come from ``current`` (the command line). Every other option in
+    which ``current`` differs is ignored and named in one note to ``say`` (stderr by default)."""
+    folder = Path(folder)
+    path = folder / CONFIG
+    if not path.is_file():
+        raise ValueError(f"resume: {folder} holds no {CONFIG}, so the options of its run are unknown")
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    merged, ignored = resumed(cls, stored, current, keep, str(path))
+    if ignored:
+        note = (f"note: resuming {folder} with its stored {CONFIG}; these options differ here and are ignored: "
+                + ", ".join(ignored))
+        (say or (lambda text: print(text, file=sys.stderr)))(note)
+    return merged

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from envs.io.run import RunFolder
 from generative.data.shapes import CLASSES, ShapesSpec, shapes_batch, test_set
 from generative.nn.unet import Norm, UNet, UNetArchitecture
 from generative.nn.upsampling import UpsamplingMethod
@@ -154,7 +155,7 @@ class SegmentationResult(NamedTuple):
 
 
 def train_unet(
-    config: UNetConfig | None = None, run_dir: Path | str = "runs/unet", resume: bool = False
+    config: UNetConfig | None = None, run_dir: Path | str | RunFolder = "runs/unet", resume: bool = False
 ) -> SegmentationResult:
     """Fit a U-Net on generated shapes; scores on the fixed test set (target: mean IoU >= 0.90)."""
     config = config or UNetConfig()
@@ -163,7 +164,7 @@ def train_unet(
     model = UNet(config.architecture()).to(device)
     objective = SegmentationObjective(model, config, device)
     start = time.perf_counter()
-    result = fit(objective, config.fit, Path(run_dir), resume=resume, desc="unet", record=config)
+    result = fit(objective, config.fit, run_dir, resume=resume, desc="unet", record=config)
     seconds = time.perf_counter() - start
     scores = segmentation_scores(objective.predict(objective.test_images), objective.test_labels)
     return SegmentationResult(model, scores.mean_iou, dict(zip(CLASSES, scores.per_class_iou)),

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from envs.io.run import RunFolder
 from generative.data.sequences import (
     BASELINE_MSE,
     AddingBatch,
@@ -138,32 +139,33 @@ class AddingObjective:
         return {"test_mse": mse, "baseline_mse": self.baseline}
 
 
-def _train(model_factory: Callable[[], nn.Module], config: AddingConfig, run_dir: Path, resume: bool, desc: str) -> SequenceResult:
+def _train(model_factory: Callable[[], nn.Module], config: AddingConfig, run_dir: Path | str | RunFolder, resume: bool,
+           desc: str) -> SequenceResult:
     device = resolve_device(config.fit.device)
     seed_everything(config.fit.seed)
     model = model_factory().to(device)
     objective = AddingObjective(model, config, device)
     start = time.perf_counter()
-    result = fit(objective, config.fit, Path(run_dir), resume=resume, desc=desc, record=config)
+    result = fit(objective, config.fit, run_dir, resume=resume, desc=desc, record=config)
     seconds = time.perf_counter() - start
     evaluation = result.evaluation or objective.evaluate(result.steps)
     return SequenceResult(model, evaluation["test_mse"], evaluation["baseline_mse"], seconds, result)
 
 
 def train_rnn(
-    config: RNNConfig | None = None, run_dir: Path | str = "runs/rnn", resume: bool = False
+    config: RNNConfig | None = None, run_dir: Path | str | RunFolder = "runs/rnn", resume: bool = False
 ) -> SequenceResult:
     """Fit the Elman RNN (``nn.RNN``, tanh, ``hidden`` units) on the adding problem."""
     config = config or RNNConfig()
-    return _train(lambda: ElmanRNN(2, config.hidden, 1), config, Path(run_dir), resume, "rnn")
+    return _train(lambda: ElmanRNN(2, config.hidden, 1), config, run_dir, resume, "rnn")
 
 
 def train_lstm(
-    config: LSTMConfig | None = None, run_dir: Path | str = "runs/lstm", resume: bool = False
+    config: LSTMConfig | None = None, run_dir: Path | str | RunFolder = "runs/lstm", resume: bool = False
 ) -> SequenceResult:
     """Fit the LSTM (``nn.LSTM``, ``num_layers`` chained layers) on the adding problem."""
     config = config or LSTMConfig()
     return _train(
         lambda: LSTMSequenceModel(2, config.hidden, 1, config.num_layers, config.forget_bias),
-        config, Path(run_dir), resume, "lstm",
+        config, run_dir, resume, "lstm",
     )

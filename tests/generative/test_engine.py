@@ -219,7 +219,7 @@ def test_custom_train_step_and_several_optimizers(tmp_path):
 
 
 def test_config_checks():
-    for bad in (dict(steps=0), dict(lr=-1.0), dict(threads=0), dict(warmup_steps=5, steps=5), dict(clip_norm=0.0),
+    for bad in (dict(steps=0), dict(lr=-1.0), dict(threads=0), dict(warmup_steps=-1), dict(clip_norm=0.0),
                 dict(ema_decay=1.0)):
         with pytest.raises(ValueError):
             FitConfig(**bad)

@@ -85,3 +85,48 @@ def test_bad_input_is_one_clear_line(tmp_path, torus_data):
         main(["fit", "igr", "--data", str(torus_data), str(other), "--out", str(tmp_path / "r")])
     with pytest.raises(ValueError, match="has no mesh.ply"):
         main(["fit", "occupancy", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resume_refuses_a_malicious_checkpoint_and_a_folder_without_one(tmp_path, torus_data):
+    import torch
+
+    run = tmp_path / "occ"
+    argv = ["fit", "occupancy", "--data", str(torus_data), "--out", str(run), "--steps", "150", "--resolution", "24",
+            "--no-video", "--config.fit.no-progress", "--config.batch-size", "512"]
+    assert main(argv) == 0
+    marker = tmp_path / "pwned"
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    torch.save(dict(state, rng=_Payload(marker)), run / "checkpoint.pt")
+    with pytest.raises(ValueError, match="checkpoint.pt was refused"):
+        main([*argv, "--resume", "--steps", "160"])
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="already holds a run"):
+        main(argv)  # a fresh run never overwrites a folder that holds one
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no config.json"):
+        main([*argv[:5], str(tmp_path / "empty"), *argv[6:], "--resume"])
+
+
+def test_resume_reads_the_stored_options_and_says_which_it_ignores(tmp_path, torus_data, capsys):
+    run = tmp_path / "occ"
+    argv = ["fit", "occupancy", "--data", str(torus_data), "--out", str(run), "--steps", "150", "--resolution", "24",
+            "--no-video", "--config.fit.no-progress", "--config.batch-size", "512", "--json"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    changed = [a if a != "512" else "256" for a in argv]
+    assert main([*changed, "--resume", "--steps", "160"]) == 0
+    captured = capsys.readouterr()
+    assert "config.batch_size (stored 512, here 256)" in captured.err
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["config"]["batch_size"] == 512
+    assert (run / "metrics.csv").read_text().strip().splitlines()[-1].split(",")[0] == "160"

@@ -1,0 +1,85 @@
+"""``python -m generative train <model> | demo``, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from generative.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def run_json(capsys, argv):
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_train_mlp_writes_a_run_folder_and_resumes_from_its_config(capsys, tmp_path):
+    out = tmp_path / "mlp"
+    argv = ["train", "mlp", "--out", str(out), "--steps", "60", "--json", "--config.fit.no-progress",
+            "--config.fit.log-every", "20", "--config.fit.schedule", "constant"]
+    first = run_json(capsys, argv)
+    assert first["model"] == "mlp" and 0.3 < first["test_accuracy"] <= 1.0
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv"]
+    assert json.loads((out / "config.json").read_text())["config"]["fit"]["steps"] == 60
+    resumed = run_json(capsys, [*argv[:5], "80", *argv[6:], "--resume"])
+    assert resumed["steps"] == 80
+    straight = run_json(capsys, [*argv[:2], "--out", str(tmp_path / "straight"), "--steps", "80", *argv[6:]])
+    assert resumed["test_accuracy"] == straight["test_accuracy"]  # resume = an uninterrupted run (constant rate)
+
+
+def test_every_model_of_the_registry_has_a_subcommand(capsys):
+    from generative.commands import MODELS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert all(name in text for name in MODELS)
+
+
+def test_a_malicious_checkpoint_is_refused_on_resume(tmp_path, capsys):
+    out = tmp_path / "cnn"
+    run_json(capsys, ["train", "cnn", "--out", str(out), "--steps", "2", "--json", "--config.fit.no-progress"])
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    torch.save(dict(state, objective=Payload()), out / "checkpoint.pt")
+    with pytest.raises(ValueError, match="was refused"):
+        main(["train", "cnn", "--out", str(out), "--steps", "4", "--resume"])
+    assert not marker.exists()
+
+
+def test_torchrun_with_two_processes_writes_one_run_folder(tmp_path):
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    out = tmp_path / "ddp"
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "generative", "train", "mlp", "--out",
+                           str(out), "--steps", "20", "--json", "--config.fit.no-progress"], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reports = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == 1 and json.loads(reports[0])["steps"] == 20  # rank 0 reports, once
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv"]
+
+
+def test_demo_writes_the_foundations_section(tmp_path):
+    from generative.demo import Demo, run_demo
+
+    index = run_demo(Demo(out=tmp_path, unet_steps=10, sequence_steps=10, progress=False))
+    manifest = json.loads((tmp_path / "foundations" / "section.json").read_text())
+    assert manifest["section"] == "1" and len(manifest["items"]) >= 6
+    for item in manifest["items"]:
+        assert (tmp_path / "foundations" / item["file"]).stat().st_size > 0
+    assert "foundations/perceptron.png" in index.read_text()
