@@ -27,7 +27,7 @@ from envs.io.page import write_index, write_section
 from envs.io.video import write_video
 from generative.training import set_threads
 from vision3d.camera import Intrinsics, sphere_poses
-from vision3d.commands import FIT_COMMANDS, fit, reconstruct
+from vision3d.commands import FIT_COMMANDS, METRIC_KEYS, fit, reconstruct
 from vision3d.dataset import ExportConfig, export_dataset, load_blender, load_mesh
 from vision3d.deepsdf import DeepSDFConfig, fit_deepsdf_model, interpolate
 from vision3d.dvr import DVRConfig, load_dvr, render_field
@@ -189,6 +189,6 @@ def run_demo(args: Demo) -> Path:
                   f"DVR {args.dvr_steps} and DeepSDF {args.deepsdf_steps} steps, marching cubes at {args.resolution}^3"
                   + (" (`make demo-full` trains each method's full budget)." if not args.full else "."), items)
     index = write_index(args.out)
-    summary = {m: {k: r.get(k) for k in ("iou", "chamfer_l1", "normal_consistency", "fscore")} for m, r in results.items()}
+    summary = {m: {k: r.get(k) for k in METRIC_KEYS} for m, r in results.items()}
     print(json.dumps({"index": str(index), "vision3d": summary, "seconds": round(time.perf_counter() - start, 1)}))
     return index

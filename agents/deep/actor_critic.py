@@ -71,6 +71,9 @@ class ActorCriticConfig:
     """lambda of the lambda-returns (GAE); 1 gives the plain n-step returns, 0 the one-step TD targets."""
     normalize_observations: bool = False
     """Standardise (float vector) observations with their running mean and variance before both networks."""
+    lr_decay_steps: int = 0
+    """Decay the learning rate linearly to 0 over this many environment steps (A2C's "linear" schedule); 0 keeps
+    it constant."""
     ortho_init: bool = False
     """Orthogonal weights and zero biases (A2C's and Stable-Baselines3's initialisation): hidden layers with
     gain sqrt(2), the policy's output layer with gain 0.01 (actions start near zero), the value's with 1."""
@@ -156,6 +159,11 @@ class RunningMoments(nn.Module):
         return z.clamp(-self.clip, self.clip).to(x.dtype)
 
 
+def linear_decay(value: float, step: int, total: int) -> float:
+    """``value (1 - step / total)``, and 0 from ``step = total`` on."""
+    return value * max(0.0, 1.0 - step / total)
+
+
 def orthogonal_init(layers: nn.Sequential, gain: float, out_gain: float) -> None:
     """Orthogonal weights (``W W^T = gain^2 I`` for wide, ``W^T W = gain^2 I`` for tall ``W``) and zero biases
     for the ``nn.Linear`` layers of ``layers``; the last one gets ``out_gain``."""
@@ -207,6 +215,8 @@ class ActorCritic(DeepAgent):
         self.config = c = config or ActorCriticConfig()
         if c.n_envs < 1 or c.n_steps < 1:
             raise ValueError(f"n_envs and n_steps must be >= 1, got {c.n_envs} and {c.n_steps}")
+        if c.lr_decay_steps < 0:
+            raise ValueError(f"lr_decay_steps must be >= 0, got {c.lr_decay_steps}")
         if not 0.0 <= c.gae_lambda <= 1.0:
             raise ValueError(f"gae_lambda must be in [0, 1], got {c.gae_lambda}")
         # SAME_STEP: the observation after an episode end is already the reset one; the true final
@@ -299,6 +309,10 @@ class ActorCritic(DeepAgent):
     def iterate(self) -> Iteration:
         rollout, episodes = self.collect()
         losses = self.losses(rollout)
+        if self.config.lr_decay_steps:
+            for group in self.optimizer.param_groups:  # from the steps before this rollout: resumes the same way
+                group["lr"] = linear_decay(self.config.learning_rate, self.steps - len(rollout.obs),
+                                           self.config.lr_decay_steps)
         self.optimizer.zero_grad()
         losses.total.backward()
         nn.utils.clip_grad_norm_([*self.actor.parameters(), *self.critic.parameters()], self.config.max_grad_norm)

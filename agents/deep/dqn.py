@@ -20,6 +20,7 @@ from torch import nn
 from agents.deep.base import DeepAgent, EnvFactory, Iteration, finished_episodes
 from agents.deep.buffer import Batch, ReplayBuffer
 from agents.deep.networks import Network, as_tensor
+from agents.tabular.schedules import Linear
 from envs.state import env_state, load_env_state
 
 
@@ -62,10 +63,10 @@ class DQNConfig:
 
 
 def linear_epsilon(step: int, total_steps: int, config: DQNConfig) -> float:
-    """Epsilon falls linearly from the initial to the final value over ``exploration_fraction`` of training."""
-    span = max(config.exploration_fraction * total_steps, 1.0)
-    fraction = min(step / span, 1.0)
-    return config.exploration_initial_eps + fraction * (config.exploration_final_eps - config.exploration_initial_eps)
+    """Epsilon falls linearly from the initial to the final value over ``exploration_fraction`` of training
+    (the tabular agents' :class:`~agents.tabular.schedules.Linear` schedule, counted in steps)."""
+    span = max(round(config.exploration_fraction * total_steps), 1)
+    return Linear(config.exploration_initial_eps, config.exploration_final_eps, span)(step)
 
 
 def dqn_targets(q_target_next: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor, gamma: float,

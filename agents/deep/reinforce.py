@@ -24,6 +24,7 @@ from torch import nn
 from agents.deep.base import DeepAgent, EnvFactory, Iteration, finished_episodes
 from agents.deep.distributions import Policy
 from agents.deep.networks import Network, as_tensor
+from agents.tabular.mc import discounted_returns as reward_to_go
 from envs.state import env_state, load_env_state
 
 Baseline = Literal["value", "mean", "none"]
@@ -55,19 +56,6 @@ class ReinforceConfig:
     """Initial log standard deviation of the Gaussian policy (Box actions)."""
     max_grad_norm: float = 1.0
     """Gradient clipping of the policy by global norm (notes §4.3)."""
-
-
-def reward_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """``G_t = sum_{k >= t} gamma^(k - t) r_k`` for one episode: ``[T] -> [T]`` (float64)."""
-    rewards = np.asarray(rewards, dtype=np.float64)
-    if rewards.ndim != 1:
-        raise ValueError(f"rewards must be one episode [T], got shape {rewards.shape}")
-    returns = np.empty_like(rewards)
-    running = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        running = rewards[t] + gamma * running
-        returns[t] = running
-    return returns
 
 
 def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -18,8 +18,11 @@ from agents.tabular.base import ControlAgent, PredictionAgent, TabularAgent, Tab
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """Returns ``G_t = r_t + gamma * G_{t+1}`` [T] of rewards ``r_t`` [T], with ``G_T = 0`` (notes §11)."""
+    """Returns ``G_t = r_t + gamma * G_{t+1}`` [T] of one episode's rewards ``r_t`` [T], with ``G_T = 0``
+    (notes §11): the Monte Carlo target, and REINFORCE's reward-to-go (notes §11.3)."""
     rewards = np.asarray(rewards, dtype=np.float64)
+    if rewards.ndim != 1:
+        raise ValueError(f"rewards must be one episode [T], got shape {rewards.shape}")
     G = np.empty_like(rewards)
     g = 0.0
     for t in range(rewards.shape[0] - 1, -1, -1):
