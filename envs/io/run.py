@@ -181,7 +181,7 @@ class RunFolder:
                     self.stored_config = json.loads((self.path / CONFIG).read_text())
                 except ValueError as err:
                     raise ValueError(f"{self.path / CONFIG} is not valid JSON: {err}") from None
-        elif holds_run(self.path):
+        elif self.writer and holds_run(self.path):  # the other ranks of a torchrun launch see rank 0's new files
             found = ", ".join(name for name in RUN_FILES if (self.path / name).exists())
             raise ValueError(
                 f"{self.path} already holds a run ({found}); pass --resume to continue it, or choose another --out"
