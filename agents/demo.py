@@ -138,9 +138,12 @@ def deep_section(out: Path, dqn_steps: int, reacher_steps: int, progress: bool) 
                  max_steps=VIDEO_STEPS)
     items = [
         {"kind": "image", "file": "dqn-curve.png", "caption": (
-            f"Mean greedy return every 2,500 steps; the best evaluation came at step {result.best_step}. "
+            f"Mean greedy return of 10 episodes every 2,500 environment steps, and the mean return of the training "
+            f"episodes in between; the best evaluation came at step {result.best_step:,}. "
             f"Final 20 greedy episodes: {result.mean_return:.0f} with the best weights, {result.last_mean_return:.0f} "
-            "with the last ones (DQN's greedy policy keeps moving after it has solved the task).")},
+            "with the last ones" + (" (DQN's greedy policy keeps changing after it has solved the task, which is why "
+                                    "the best weights are kept)." if result.last_mean_return < result.mean_return
+                                    else "."))},
         {"kind": "video", "file": "dqn-cartpole.mp4", "caption": f"The best DQN weights balancing the pole (first {VIDEO_STEPS} steps)."},
     ]
     reacher = reacher_demo(folder, reacher_steps, progress)
@@ -201,8 +204,7 @@ def reacher_demo(folder: Path, steps: int, progress: bool) -> dict[str, Any]:
                                    render=True).frames
     write_video(side_by_side(frames_agent, frames_scripted), folder / "reacher.mp4", fps=20)
     reaches = distance["agent"] <= 2.0 * max(distance["scripted"], 0.01)
-    verdict = ("it reaches the targets" if reaches else
-               "it has not learned to reach within this budget: it moves towards the targets but stops short")
+    verdict = "it reaches the targets" if reaches else "it has not learned to reach the targets within this budget"
     items = [
         {"kind": "image", "file": "reacher-curve.png", "caption": (
             f"Actor-critic on the PyBullet reacher from state observations, {steps[-1]:,} steps: {result.mean_return:.1f} "

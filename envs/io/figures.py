@@ -126,7 +126,9 @@ def image_grid(
     columns = columns or len(images)
     rows = -(-len(images) // columns)
     lines = max((t.count("\n") + 1 for t in titles or [""]), default=1)
-    fig = Figure(figsize=(cell * columns, (cell + 0.25 * lines) * rows + (0.4 if title else 0.0)), layout="constrained")
+    title_inches = fontsize / 72 * 1.35 * lines + 0.1  # the titles' lines above every image
+    fig = Figure(figsize=(cell * columns, (cell + title_inches) * rows + (0.45 if title else 0.1)), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.08, w_pad=0.04)
     axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
     for ax in axes:
         ax.axis("off")

@@ -1,6 +1,7 @@
 """Advantage actor-critic (notes §11.3): the TD error's sign, n-step returns on a hand-made rollout
-and against a slow reference, bootstrapping from the final observation, seeding, checkpoints and a
-short learning run."""
+and against a slow reference, lambda-returns against GAE's sum of TD errors, the running observation
+moments, the initialisation and the learning-rate schedule, bootstrapping from the final observation,
+seeding, checkpoints and a short learning run."""
 
 import io
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.deep.actor_critic import ActorCritic, ActorCriticConfig, actor_critic_loss, n_step_returns, td_error
+from agents.deep.actor_critic import (ActorCritic, ActorCriticConfig, RunningMoments, actor_critic_loss, linear_decay,
+                                      n_step_returns, orthogonal_init, td_error)
 
 
 def cartpole():
@@ -107,6 +109,119 @@ def test_one_step_returns_are_the_td_target(rng):
     torch.testing.assert_close(returns - v, td_error(r, v, v_next, terminated, 0.9))
 
 
+def random_rollout(rng, T=9, N=5):
+    """Rewards, V(s_t), V(s_{t+1}) and episode ends of a rollout whose values agree inside each episode."""
+    rewards, values = rng.normal(size=(T, N)), rng.normal(size=(T, N))
+    terminated, truncated = rng.random((T, N)) < 0.2, rng.random((T, N)) < 0.2
+    next_values = rng.normal(size=(T, N))  # after an episode end (final observation) and after the rollout
+    inside = ~(terminated | truncated)[:-1]
+    next_values[:-1][inside] = values[1:][inside]  # V(s_{t+1}) is the next row's V(s_t) within an episode
+    return rewards, values, next_values, terminated, truncated
+
+
+def reference_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+    """GAE forwards (Schulman et al., 2016): A_t = sum_k (gamma lam)^k delta_{t+k} up to the episode's or rollout's end."""
+    delta = rewards + gamma * (1.0 - terminated) * next_values - values
+    T, N = rewards.shape
+    out = np.zeros((T, N))
+    for i in range(N):
+        for t in range(T):
+            for k in range(t, T):
+                out[t, i] += (gamma * lam) ** (k - t) * delta[k, i]
+                if terminated[k, i] or truncated[k, i]:
+                    break
+    return out
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.95, 1.0])
+def test_lambda_returns_minus_values_are_gae(rng, lam):
+    rewards, values, next_values, terminated, truncated = random_rollout(rng)
+    tensors = [torch.as_tensor(x) for x in (rewards, next_values, terminated, truncated)]
+    returns = n_step_returns(*tensors, 0.9, lam).numpy()
+    np.testing.assert_allclose(returns - values,
+                               reference_gae(rewards, values, next_values, terminated, truncated, 0.9, lam), atol=1e-12)
+
+
+def test_lambda_one_is_the_n_step_return_bit_for_bit_and_zero_the_td_target(rng):
+    rewards, _, next_values, terminated, truncated = random_rollout(rng)
+    tensors = [torch.as_tensor(x) for x in (rewards, next_values, terminated, truncated)]
+    n_step = n_step_returns(*tensors, 0.9)
+    assert torch.equal(n_step_returns(*tensors, 0.9, lam=1.0), n_step)
+    np.testing.assert_allclose(n_step.numpy(), reference_returns(rewards, next_values, terminated, truncated, 0.9))
+    torch.testing.assert_close(n_step_returns(*tensors, 0.9, lam=0.0),
+                               tensors[0] + 0.9 * (1.0 - tensors[2].double()) * tensors[1])
+    with pytest.raises(ValueError, match="lam"):
+        n_step_returns(*tensors, 0.9, lam=1.5)
+
+
+def test_running_moments_equal_the_moments_of_all_observations(rng):
+    batches = [rng.normal(3.0, 2.0, size=(n, 4)) * [1, 10, 0.01, 1] for n in (1, 7, 64)]
+    moments = RunningMoments((4,))
+    x = torch.tensor([[0.5, -2.0, 0.01, 3.0]])
+    torch.testing.assert_close(moments(x), x)  # identity before the first update (inside the clip range)
+    for batch in batches:
+        moments.update(torch.as_tensor(batch))
+    seen = np.concatenate(batches)
+    np.testing.assert_allclose(moments.mean.numpy(), seen.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(moments.var.numpy(), seen.var(0), rtol=1e-10)
+    assert float(moments.count) == len(seen)
+    z = moments(torch.as_tensor(seen, dtype=torch.float32)).double().numpy()
+    np.testing.assert_allclose(z, (seen - seen.mean(0)) / np.sqrt(seen.var(0) + 1e-8), rtol=1e-5, atol=1e-5)
+    far = moments(torch.as_tensor(seen.mean(0) + 1e3 * seen.std(0))[None].float())
+    torch.testing.assert_close(far, torch.full((1, 4), 10.0))  # clipped
+    with pytest.raises(ValueError, match="shape"):
+        moments.update(torch.zeros(3, 5))
+
+
+def test_orthogonal_init_gains():
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16), torch.nn.Tanh(),
+                                 torch.nn.Linear(16, 2))
+    orthogonal_init(layers, gain=2.0, out_gain=0.01)
+    first, middle, last = layers[0].weight, layers[2].weight, layers[4].weight
+    torch.testing.assert_close(first.T @ first, 4.0 * torch.eye(3))  # tall: orthonormal columns
+    torch.testing.assert_close(middle @ middle.T, 4.0 * torch.eye(16))
+    torch.testing.assert_close(last @ last.T, 1e-4 * torch.eye(2))  # wide: orthonormal rows
+    assert all(not layers[i].bias.detach().any() for i in (0, 2, 4))
+
+
+def test_linear_learning_rate_decay():
+    assert [linear_decay(1e-3, s, 100) for s in (0, 25, 100, 150)] == pytest.approx([1e-3, 7.5e-4, 0.0, 0.0])
+    config = ActorCriticConfig(n_envs=2, n_steps=5, learning_rate=1e-3, lr_decay_steps=40)
+    agent = ActorCritic(cartpole, config, seed=0)
+    rates = []
+    for _ in range(5):
+        agent.iterate()
+        rates.append(agent.optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4, 0.0])  # from the steps before each rollout: 0, 10, ...
+
+
+def test_observation_moments_are_those_of_the_training_observations_and_feed_both_networks():
+    agent = ActorCritic(cartpole, ActorCriticConfig(n_envs=2, n_steps=5, normalize_observations=True), seed=0)
+    seen, collect = [], agent.collect
+
+    def recording():
+        rollout, episodes = collect()
+        seen.append(rollout.obs)
+        return rollout, episodes
+
+    agent.collect = recording
+    for _ in range(3):
+        agent.iterate()
+    obs = np.concatenate(seen).astype(np.float64)
+    np.testing.assert_allclose(agent.obs_norm.mean.numpy(), obs.mean(0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(agent.obs_norm.var.numpy(), obs.var(0), rtol=1e-5, atol=1e-7)
+    x = np.array([[0.1, -0.2, 0.03, 0.4]], np.float32)
+    z = torch.as_tensor((x - obs.mean(0)) / np.sqrt(obs.var(0) + 1e-8), dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(agent.value(x), agent.critic(z).squeeze(-1))
+        torch.testing.assert_close(torch.as_tensor(agent.act(x[0])), agent.actor.mode(z)[0])
+    assert "obs_norm" in agent.state_dict()["modules"]
+    assert "obs_norm" not in ActorCritic(cartpole, ActorCriticConfig(n_envs=2), seed=0).state_dict()["modules"]
+    with pytest.raises(ValueError, match="float Box"):
+        ActorCritic(lambda: gym.make("FrozenLake-v1"), ActorCriticConfig(normalize_observations=True))
+
+
 def test_n_step_returns_check_shapes():
     x = torch.zeros(3, 2)
     with pytest.raises(ValueError, match="next_values"):
@@ -149,8 +264,11 @@ def test_same_seed_same_numbers(optimizer):
     assert any(it.episodes for it in first)
 
 
-def test_checkpoint_round_trip_gives_the_same_next_updates():
-    config = ActorCriticConfig(n_envs=4)
+@pytest.mark.parametrize("config", [
+    ActorCriticConfig(n_envs=4),
+    ActorCriticConfig(n_envs=4, normalize_observations=True, gae_lambda=0.9, lr_decay_steps=1_000, ortho_init=True),
+], ids=["default", "options"])
+def test_checkpoint_round_trip_gives_the_same_next_updates(config):
     agent = ActorCritic(cartpole, config, seed=1)
     run(agent, 7)  # mid-episode
     buffer = io.BytesIO()
