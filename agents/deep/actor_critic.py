@@ -12,13 +12,17 @@ and ``n_steps = 1`` gives the TD error ``delta = r + gamma V(s') - V(s)``. The l
 A terminated episode does not bootstrap (``V = 0`` after it); a truncated one (time limit)
 bootstraps from the value of its true final observation, ``infos["final_obs"]``.
 
-Two options that A2C implementations commonly have (both off by default):
+Options that A2C implementations commonly have, all off by default (``agents/hyperparams.py`` turns
+them on where they were measured to help):
 
 * ``gae_lambda < 1`` replaces ``G_t`` by the lambda-return, whose advantage ``G^lambda_t - V(s_t)`` is
   generalised advantage estimation (GAE; Schulman et al., 2016); ``lambda = 1`` is the n-step return above.
 * ``normalize_observations`` feeds both networks ``clip((s - mean) / std, -10, 10)`` with running
   moments of the observations seen in training (as Stable-Baselines3's ``VecNormalize``), so that
   inputs measured in metres and in radians per second weigh alike.
+* ``lr_decay_steps`` decays the learning rate linearly to 0 (the original A2C's schedule).
+* ``ortho_init``: orthogonal initialisation with a 0.01-gain policy output, so the first actions are
+  near zero rather than whatever a random network says.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ notes' expression (without the minus) is the descent direction, not the gradient
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor
 
 
-class Layer:
+class Layer(ABC):
     """A differentiable step: ``forward`` caches, ``backward`` maps ``dL/d(out)`` to ``dL/d(in)``."""
 
     cache: Any = None
@@ -32,11 +33,13 @@ class Layer:
         """The weights of the layer (their ``.grad`` is set by ``backward``)."""
         return []
 
+    @abstractmethod
     def forward(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The layer's output; keeps in ``cache`` what :meth:`backward` needs."""
 
+    @abstractmethod
     def backward(self, grad_out: Tensor) -> Tensor:
-        raise NotImplementedError
+        """``dL/d(in)`` from ``dL/d(out)``, filling the ``.grad`` of the parameters."""
 
     def _cached(self) -> Any:
         if self.cache is None:

@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from agents.deep.actor_critic import (ActorCritic, ActorCriticConfig, RunningMoments, actor_critic_loss, linear_decay,
-                                      n_step_returns, orthogonal_init, td_error)
+from agents.deep.actor_critic import (
+    ActorCritic,
+    ActorCriticConfig,
+    RunningMoments,
+    actor_critic_loss,
+    linear_decay,
+    n_step_returns,
+    orthogonal_init,
+    td_error,
+)
 
 
 def cartpole():
@@ -286,3 +294,18 @@ def test_learns_cartpole_within_a_few_thousand_steps(first_and_last_returns):
     first, last = first_and_last_returns(agent, 12_000)
     assert first < 40  # a random policy balances ~22 steps
     assert last > 100  # and mean returns of 132-180 over seeds 0-5
+
+
+def test_tuned_config_overrides_only_what_the_table_lists(monkeypatch):
+    from agents import hyperparams
+    from agents.hyperparams import TUNED, tuned_config
+
+    assert tuned_config("actor-critic", "CartPole-v1", ActorCriticConfig) == ActorCriticConfig()  # not listed: defaults
+    reacher = tuned_config("actor-critic", "mp/BulletReacher-v0", ActorCriticConfig)
+    overrides = TUNED[("actor-critic", "mp/BulletReacher-v0")]
+    assert {k: getattr(reacher, k) for k in overrides} == overrides
+    defaults = ActorCriticConfig()
+    assert all(getattr(reacher, f) == getattr(defaults, f) for f in vars(defaults) if f not in overrides)
+    monkeypatch.setitem(hyperparams.TUNED, ("actor-critic", "x-v0"), {"gama": 0.9})
+    with pytest.raises(ValueError, match="gama"):
+        tuned_config("actor-critic", "x-v0", ActorCriticConfig)

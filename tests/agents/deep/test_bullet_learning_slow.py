@@ -9,7 +9,8 @@ import envs  # noqa: F401  (registers the mp/ ids)
 from agents.deep.actor_critic import ActorCritic, ActorCriticConfig
 from agents.deep.reinforce import REINFORCE, ReinforceConfig
 from agents.deep.trainer import RunConfig, train
-from agents.rollout import evaluate
+from agents.hyperparams import tuned_config
+from agents.rollout import evaluate, rollout
 from envs.bullet import ScriptedReacher
 
 pytestmark = pytest.mark.slow
@@ -29,17 +30,33 @@ def references() -> tuple[float, float]:
     return float(random_return), float(scripted_return)
 
 
-@pytest.mark.parametrize(("agent_cls", "config", "steps"), [
-    (ActorCritic, ActorCriticConfig(), 150_000),
-    (REINFORCE, ReinforceConfig(baseline="value"), 300_000),
+def final_distances(act) -> np.ndarray:
+    """Fingertip-target distance (m) after the last step of the 20 episodes that :func:`references` scores."""
+    env = gym.make(REACHER)
+    tip_minus_target = np.array([rollout(env, act, seed=1 + i).observations[-1][8:10] for i in range(20)])  # [20, 2]
+    return np.linalg.norm(tip_minus_target, axis=1)
+
+
+@pytest.mark.parametrize(("agent_cls", "config", "steps", "fraction"), [
+    (ActorCritic, tuned_config("actor-critic", REACHER, ActorCriticConfig), 200_000, 0.65),
+    (REINFORCE, ReinforceConfig(baseline="value"), 300_000, 0.5),
 ], ids=["actor-critic", "reinforce"])
-def test_gaussian_policies_close_half_the_gap_to_the_scripted_reacher(agent_cls, config, steps, tmp_path):
+def test_gaussian_policies_close_half_the_gap_to_the_scripted_reacher(agent_cls, config, steps, fraction, tmp_path):
+    """At least half the random-to-scripted gap in return (the tuned actor-critic: 0.65, it closes 0.70-0.76 in
+    seeds 0-2), and a fingertip that ends nearer the target than an arm folded onto the base would (that
+    distance is |target|: what the untuned actor-critic learned)."""
     torch.set_num_threads(1)
     agent = agent_cls(reacher, config, seed=0)
     result = train(agent, lambda: gym.make(REACHER), RunConfig(steps=steps, out=tmp_path, eval_every=steps // 10, progress=False))
     random_return, scripted_return = references()
-    print(f"{agent.name}: {result.mean_return:.2f}; random {random_return:.2f}; scripted {scripted_return:.2f}")
-    assert result.mean_return >= random_return + 0.5 * (scripted_return - random_return)
+    act = lambda o: agent.act(o, deterministic=True)  # the weights train() scored
+    distance = float(final_distances(act).mean())
+    folded = float(np.mean([np.linalg.norm(gym.make(REACHER).reset(seed=1 + i)[0][4:6]) for i in range(20)]))
+    scripted_distance = float(final_distances(ScriptedReacher().act).mean())
+    print(f"{agent.name}: {result.mean_return:.2f}; random {random_return:.2f}; scripted {scripted_return:.2f}; "
+          f"final distance {1000 * distance:.1f} mm, folded arm {1000 * folded:.1f} mm, scripted {1000 * scripted_distance:.2f} mm")
+    assert result.mean_return >= random_return + fraction * (scripted_return - random_return)
+    assert distance < folded
 
 
 def test_stable_baselines3_ppo_learns_on_the_bullet_cartpole():
