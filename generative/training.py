@@ -14,8 +14,9 @@ Optional hooks on the objective, used only where a method needs them:
 * ``train_step(step, generator, optimizers) -> dict[str, float]`` — a custom step (it does its own
   backward passes and optimizer steps; the returned dict must hold ``"loss"``).
 * ``on_step_end(step)`` — after the update (EMA of a target, densify/prune Gaussians).
-* ``evaluate(step) -> dict[str, float]`` — metrics (and pictures into the run folder), every
-  ``eval_every`` steps and at the end; the values join ``metrics.csv``.
+* ``evaluate(step) -> dict[str, float]`` — metrics, every ``eval_every`` steps and at the end; the
+  values join ``metrics.csv``. Declared as ``evaluate(step, run_dir)`` it also gets the run folder,
+  to write sample grids and other pictures there.
 * ``state_dict() / load_state_dict(state)`` — extra state of the objective for the checkpoint
   (tensors and plain data).
 
@@ -33,6 +34,7 @@ loss, and only rank 0 writes the run folder.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -402,11 +404,13 @@ def _fit(objective: Objective, config: FitConfig, run: RunFolder, resume: bool, 
             return {}
         result: dict[str, float] = {}
         if place.main:
+            # evaluate(step) or evaluate(step, run_dir): the latter may write pictures into the run folder
+            kwargs = {"run_dir": run.path} if "run_dir" in inspect.signature(objective.evaluate).parameters else {}
             if ema is not None:
                 with ema.swapped():
-                    result = dict(objective.evaluate(step))
+                    result = dict(objective.evaluate(step, **kwargs))
             else:
-                result = dict(objective.evaluate(step))
+                result = dict(objective.evaluate(step, **kwargs))
         if place.world_size > 1:
             import torch.distributed as dist
 

@@ -252,3 +252,15 @@ def test_two_torchrun_processes_equal_one_process_with_the_doubled_batch(tmp_pat
     # one run folder, written by rank 0 alone, and nothing else from the two processes
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp-run", "ddp.py", "single"]
+
+
+def test_evaluate_can_write_into_the_run_folder_and_tensorboard_gets_the_rows(tmp_path):
+    class Drawing(Regression):
+        def evaluate(self, step, run_dir):
+            (run_dir / f"samples-{step}.txt").write_text(str(step))
+            return {"drawn": 1.0}
+
+    fit(Drawing(), _config(steps=6, eval_every=3, tensorboard=True), tmp_path / "draw")
+    assert sorted(p.name for p in (tmp_path / "draw").glob("samples-*")) == ["samples-3.txt", "samples-6.txt"]
+    events = list((tmp_path / "draw" / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 100
