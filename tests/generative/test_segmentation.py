@@ -70,9 +70,10 @@ def test_figure_has_three_rows():
 
 
 @pytest.mark.slow
-def test_default_unet_reaches_mean_iou_090(tmp_path):
+def test_default_unet_reaches_mean_iou_090(tmp_path, measured):
     """The default run (1500 steps, 32x32 RGB, depth 3, width 16): mean IoU 0.92 on the fixed test set."""
     config = UNetConfig()
     config.fit.progress = False
     result = train_unet(config, tmp_path / "run")
+    measured(f"mean IoU {result.mean_iou:.3f}")
     assert result.mean_iou >= 0.90

@@ -145,7 +145,7 @@ def test_config_checks():
 
 
 @pytest.mark.slow
-def test_deepsdf_on_four_shapes_meets_the_quality_targets(tmp_path):
+def test_deepsdf_on_four_shapes_meets_the_quality_targets(tmp_path, measured):
     from vision3d.dataset import export_dataset, load_mesh
     from vision3d.extraction import extract_mesh
     from vision3d.metrics import evaluate_mesh
@@ -156,4 +156,5 @@ def test_deepsdf_on_four_shapes_meets_the_quality_targets(tmp_path):
     assert [s.name for s in shapes] == names
     for shape, folder in zip(shapes, folders):
         metrics = evaluate_mesh(extract_mesh(shape.sdf, resolution=128), load_mesh(folder / "mesh.ply"))
+        measured(f"{shape.name}: Chamfer-L1 {metrics.chamfer_l1:.4f}, IoU {metrics.iou}")
         assert metrics.chamfer_l1 <= 0.015, (shape.name, metrics)

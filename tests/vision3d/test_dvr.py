@@ -243,7 +243,7 @@ def test_fit_dvr_resumes_to_the_same_numbers(tmp_path):
 
 
 @pytest.mark.slow
-def test_dvr_reconstructs_the_torus_from_50_views_with_the_default_config(tmp_path):
+def test_dvr_reconstructs_the_torus_from_50_views_with_the_default_config(tmp_path, measured):
     """The acceptance check: silhouettes, colours and poses of 50 views at 64x64, no depth, no 3D data."""
     data = export_dataset("torus", tmp_path / "torus", views=100, size=128)
     config = DVRConfig()
@@ -252,5 +252,7 @@ def test_dvr_reconstructs_the_torus_from_50_views_with_the_default_config(tmp_pa
     (shape,) = fit_dvr(data, tmp_path / "run", config).shapes
     evaluation = evaluate_dvr(tmp_path / "run", data)
     metrics = evaluate_mesh(extract_mesh(shape.sdf, resolution=128), load_mesh(data / "mesh.ply"))
+    measured(f"test silhouette IoU {evaluation.silhouette_iou:.3f}, Chamfer-L1 {metrics.chamfer_l1:.4f}, "
+             f"IoU {metrics.iou}")
     assert evaluation.silhouette_iou >= 0.90
     assert metrics.chamfer_l1 <= 0.02

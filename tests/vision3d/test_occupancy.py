@@ -109,7 +109,7 @@ def test_input_checks():
 
 
 @pytest.mark.slow
-def test_occupancy_on_the_torus_meets_the_quality_targets(tmp_path):
+def test_occupancy_on_the_torus_meets_the_quality_targets(tmp_path, measured):
     from vision3d.dataset import export_dataset, load_mesh
     from vision3d.extraction import extract_mesh
     from vision3d.metrics import evaluate_mesh
@@ -117,5 +117,6 @@ def test_occupancy_on_the_torus_meets_the_quality_targets(tmp_path):
     data = export_dataset("torus", tmp_path / "torus", views=1, val_views=1, test_views=1, size=16)
     [shape] = fit_occupancy(data, tmp_path / "run", OccupancyConfig()).shapes  # the default configuration
     metrics = evaluate_mesh(extract_mesh(shape.sdf, resolution=128), load_mesh(data / "mesh.ply"))
+    measured(f"IoU {metrics.iou:.3f}, Chamfer-L1 {metrics.chamfer_l1:.4f}")
     assert metrics.iou is not None and metrics.iou >= 0.90
     assert metrics.chamfer_l1 <= 0.01

@@ -41,7 +41,8 @@ def final_distances(act) -> np.ndarray:
     (ActorCritic, tuned_config("actor-critic", REACHER, ActorCriticConfig), 200_000, 0.65),
     (REINFORCE, ReinforceConfig(baseline="value"), 300_000, 0.5),
 ], ids=["actor-critic", "reinforce"])
-def test_gaussian_policies_close_half_the_gap_to_the_scripted_reacher(agent_cls, config, steps, fraction, tmp_path):
+def test_gaussian_policies_close_half_the_gap_to_the_scripted_reacher(agent_cls, config, steps, fraction, tmp_path,
+                                                                      measured):
     """At least half the random-to-scripted gap in return (the tuned actor-critic: 0.65, it closes 0.70-0.76 in
     seeds 0-2), and a fingertip that ends nearer the target than an arm folded onto the base would (that
     distance is |target|: what the untuned actor-critic learned)."""
@@ -53,13 +54,14 @@ def test_gaussian_policies_close_half_the_gap_to_the_scripted_reacher(agent_cls,
     distance = float(final_distances(act).mean())
     folded = float(np.mean([np.linalg.norm(gym.make(REACHER).reset(seed=1 + i)[0][4:6]) for i in range(20)]))
     scripted_distance = float(final_distances(ScriptedReacher().act).mean())
-    print(f"{agent.name}: {result.mean_return:.2f}; random {random_return:.2f}; scripted {scripted_return:.2f}; "
-          f"final distance {1000 * distance:.1f} mm, folded arm {1000 * folded:.1f} mm, scripted {1000 * scripted_distance:.2f} mm")
+    measured(f"{agent.name}: {result.mean_return:.2f}; random {random_return:.2f}; scripted {scripted_return:.2f}; "
+             f"final distance {1000 * distance:.1f} mm, folded arm {1000 * folded:.1f} mm, "
+             f"scripted {1000 * scripted_distance:.2f} mm")
     assert result.mean_return >= random_return + fraction * (scripted_return - random_return)
     assert distance < folded
 
 
-def test_stable_baselines3_ppo_learns_on_the_bullet_cartpole():
+def test_stable_baselines3_ppo_learns_on_the_bullet_cartpole(measured):
     from stable_baselines3 import PPO
 
     torch.set_num_threads(1)
@@ -67,5 +69,5 @@ def test_stable_baselines3_ppo_learns_on_the_bullet_cartpole():
     before = evaluate(gym.make("mp/BulletCartPole-v0"), lambda o: env.action_space.sample(), 10, seed=0).mean()
     model = PPO("MlpPolicy", env, seed=0, device="cpu", verbose=0).learn(60_000)
     after = evaluate(gym.make("mp/BulletCartPole-v0"), lambda o: int(model.predict(o, deterministic=True)[0]), 10, seed=0).mean()
-    print(f"PPO on mp/BulletCartPole-v0: random {before:.1f}, after 60k steps {after:.1f}")
+    measured(f"PPO on mp/BulletCartPole-v0: random {before:.1f}, after 60k steps {after:.1f}")
     assert after >= 200 > 5 * before

@@ -23,14 +23,15 @@ def cartpole():
     (ActorCritic, ActorCriticConfig(), 200_000, 475.0),
     (REINFORCE, ReinforceConfig(baseline="value"), 200_000, 400.0),
 ], ids=["actor-critic", "reinforce"])
-def test_solves_cartpole(agent_cls, config, steps, target, tmp_path):
+def test_solves_cartpole(agent_cls, config, steps, target, tmp_path, measured):
     agent = agent_cls(cartpole, config, seed=0)
     start = time.perf_counter()
     result = train(agent, lambda: gym.make("CartPole-v1"), RunConfig(steps=steps, out=tmp_path, eval_every=20_000,
                                                                       final_episodes=20, progress=False))
-    print(f"{agent.name}: {steps} steps, {time.perf_counter() - start:.0f} s, greedy return {result.mean_return:.1f} "
-          f"+- {result.std_return:.1f} (weights of step {result.best_step}; last weights {result.last_mean_return:.1f}), "
-          f"evaluations {[round(row['eval_mean']) for row in result.rows]}")
+    seconds = time.perf_counter() - start
+    measured(f"{agent.name}: {steps} steps, {seconds:.0f} s, greedy return {result.mean_return:.1f} "
+             f"+- {result.std_return:.1f} (weights of step {result.best_step}; last weights {result.last_mean_return:.1f}), "
+             f"evaluations {[round(row['eval_mean']) for row in result.rows]}")
     assert result.mean_return >= target
 
 
@@ -38,7 +39,7 @@ def test_solves_cartpole(agent_cls, config, steps, target, tmp_path):
     (ActorCritic, ActorCriticConfig()),
     (REINFORCE, ReinforceConfig()),
 ], ids=["actor-critic", "reinforce"])
-def test_finds_the_optimal_return_on_the_gridworld(agent_cls, config, tmp_path):
+def test_finds_the_optimal_return_on_the_gridworld(agent_cls, config, tmp_path, measured):
     import envs  # noqa: F401  (registers the mp/ ids)
     from agents.tabular.dp import value_iteration
 
@@ -48,4 +49,5 @@ def test_finds_the_optimal_return_on_the_gridworld(agent_cls, config, tmp_path):
     agent = agent_cls(make, config, seed=0)
     result = train(agent, lambda: gym.make("mp/GridWorld-v0", obs_type="onehot"),
                    RunConfig(steps=50_000, out=tmp_path, eval_every=5_000, progress=False))
+    measured(f"{agent.name}: greedy return {result.mean_return:.1f}, optimum {optimum:.1f}")
     assert result.mean_return == pytest.approx(optimum)
