@@ -8,7 +8,6 @@ options back from ``config.json``), a clean stop on NaN, and ``torchrun`` for se
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +16,11 @@ from typing import Annotated, Any, ClassVar, NamedTuple
 import tyro
 
 from envs.io.cli import config_command, subcommands
-from envs.io.run import RunFolder, resume_config
+from envs.io.run import RunFolder
 from generative.tasks.classification import CNNConfig, MLPConfig, train_cnn, train_mlp
 from generative.tasks.segmentation import UNetConfig, train_unet
 from generative.tasks.sequences import LSTMConfig, RNNConfig, train_lstm, train_rnn
-from generative.training import distributed, resolve_device
+from generative.training import command_args, distributed, resolve_device
 
 
 class Model(NamedTuple):
@@ -81,20 +80,6 @@ class TrainCommand:
     model: Annotated[TrainModel, tyro.conf.arg(name="")]
 
 
-def with_overrides(args: TrainArgs) -> TrainArgs:
-    """``args`` with ``--steps``, ``--seed`` and ``--threads`` written into ``config.fit``."""
-    config = args.config  # type: ignore[attr-defined]
-    changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads)) if v is not None}
-    if changes:
-        config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, **changes))
-    return dataclasses.replace(args, config=config)  # type: ignore[call-arg]
-
-
-def resumed_args(args: TrainArgs) -> TrainArgs:
-    """The command a resumed run continues: ``out/config.json`` except the options of :data:`RESUMABLE`."""
-    return with_overrides(resume_config(type(args), args.out, with_overrides(args), RESUMABLE))
-
-
 def summarize(result: Any) -> dict[str, Any]:
     """The numbers of a typed training result (everything but the model and the fit record)."""
     out = {k: v for k, v in result._asdict().items() if isinstance(v, (int, float, str, dict))}
@@ -106,7 +91,7 @@ def summarize(result: Any) -> dict[str, Any]:
 
 def train(args: TrainArgs) -> dict[str, Any]:
     """Train ``args``' model in ``args.out``; return the summary that ``--json`` prints."""
-    args = resumed_args(args) if args.resume else with_overrides(args)
+    args = command_args(args, RESUMABLE)
     config = args.config  # type: ignore[attr-defined]
     resolve_device(config.fit.device)  # joins the process group under torchrun
     main = distributed().main

@@ -34,10 +34,11 @@ loss, and only rank 0 writes the run folder.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from envs.io.config import to_jsonable
-from envs.io.run import CHECKPOINT, RunFolder, TrainingDiverged, opened, rng_state, set_rng_state
+from envs.io.run import CHECKPOINT, RunFolder, TrainingDiverged, opened, resume_config, rng_state, set_rng_state
 from generative.nn.clipping import clip_gradients
 
 __all__ = [
-    "CHECKPOINT", "EMA", "FitConfig", "FitResult", "Objective", "TrainingDiverged", "distributed", "fit",
-    "load_modules", "lr_factor", "rank_generator", "resolve_device", "seed_everything", "set_threads",
+    "CHECKPOINT", "EMA", "FitConfig", "FitResult", "Objective", "TrainingDiverged", "command_args", "distributed",
+    "fit", "load_modules", "lr_factor", "rank_generator", "resolve_device", "seed_everything", "set_threads",
 ]
 
 FORMAT = "machine-perception/fit-1"
@@ -298,6 +299,25 @@ def _gather_generators(generator: torch.Generator, place: Distributed) -> list[T
     states = [torch.empty_like(state) for _ in range(place.world_size)]
     dist.all_gather(states, state)
     return states
+
+
+def _with_fit_options(args: Any) -> Any:
+    """``args`` with its ``--steps``, ``--seed`` and ``--threads`` (where given) written into ``args.config.fit``."""
+    changes = {k: getattr(args, k) for k in ("steps", "seed", "threads") if getattr(args, k) is not None}
+    if not changes:
+        return args
+    config = dataclasses.replace(args.config, fit=dataclasses.replace(args.config.fit, **changes))
+    return dataclasses.replace(args, config=config)
+
+
+def command_args(args: Any, resumable: Sequence[str]) -> Any:
+    """The options a training command runs with (``args``: a dataclass with ``config`` holding a ``fit:
+    FitConfig``, and ``steps``/``seed``/``threads``/``resume``/``out``): the command line for a new run;
+    for ``--resume``, the run's stored ``config.json`` except the dotted options in ``resumable``, which come
+    from the command line (any other difference is named on stderr and ignored)."""
+    if not args.resume:
+        return _with_fit_options(args)
+    return _with_fit_options(resume_config(type(args), args.out, _with_fit_options(args), resumable))
 
 
 def load_modules(run_dir: Path, modules: Mapping[str, nn.Module], name: str = CHECKPOINT) -> int:

@@ -11,7 +11,6 @@ folder also holds ``config.json`` (this command, resolved), which ``--resume`` r
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,8 +21,8 @@ import tyro
 
 from envs.io.cli import config_command, subcommands
 from envs.io.files import atomic_write_json
-from envs.io.run import RunFolder, resume_config
-from generative.training import distributed, resolve_device, set_threads
+from envs.io.run import RunFolder
+from generative.training import command_args, distributed, resolve_device, set_threads
 from vision3d.dataset import ExportConfig, export_dataset, load_mesh
 from vision3d.deepsdf import DeepSDFConfig, fit_deepsdf
 from vision3d.dvr import DVRConfig, evaluate_dvr, fit_dvr
@@ -162,21 +161,6 @@ def render(args: Render) -> dict[str, Any]:
             "files": sorted(p.name for p in out.iterdir()), "seconds": round(time.perf_counter() - start, 2)}
 
 
-def _with_overrides(args: FitArgs) -> FitArgs:
-    """``args`` with ``--steps``, ``--seed`` and ``--threads`` written into ``config.fit``."""
-    config = args.config  # type: ignore[attr-defined]
-    changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads)) if v is not None}
-    if changes:
-        config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, **changes))
-    return dataclasses.replace(args, config=config)  # type: ignore[call-arg]
-
-
-def resumed(args: FitArgs) -> FitArgs:
-    """The command a resumed run continues: its stored ``config.json``, except the options of
-    :data:`RESUMABLE`, which come from ``args``; any other difference is reported and ignored."""
-    return _with_overrides(resume_config(type(args), args.out, _with_overrides(args), RESUMABLE))
-
-
 def check_fit_args(args: FitArgs) -> None:
     """Everything that would fail late, checked before any training starts."""
     lo, hi = RESOLUTION_RANGE
@@ -209,7 +193,7 @@ def reconstruct(
 def fit(args: FitArgs, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Fit, extract, evaluate; write ``metrics.json`` and return its contents."""
     start = time.perf_counter()
-    args = resumed(args) if args.resume else _with_overrides(args)
+    args = command_args(args, RESUMABLE)
     check_fit_args(args)
     method = METHODS[args.method]
     config = args.config  # type: ignore[attr-defined]
