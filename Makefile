@@ -11,6 +11,8 @@ EXTRAS ?= test
 PYRENDER := pyrender==0.1.45
 SYSTEM_PACKAGES := libgl1 libgomp1 libusb-1.0-0 libosmesa6
 STAMP := $(VENV)/.installed-$(EXTRAS)
+# pip warns when run as root (CI containers are); inside our own virtual environment that is harmless.
+PIP := PIP_ROOT_USER_ACTION=ignore $(BIN)/python -m pip
 OUT ?= outputs/demo
 PYTEST_WORKERS ?= 2
 
@@ -21,11 +23,11 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH)
 	@# setuptools reports an editable install with an informational warning on stderr; nothing is wrong.
-	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
-	$(BIN)/python -m pip install --quiet --no-deps $(PYRENDER)
+	PYTHONWARNINGS=ignore $(PIP) install --quiet -e ".[$(EXTRAS)]"
+	$(PIP) install --quiet --no-deps $(PYRENDER)
 	@touch $@
 
 # System libraries for the optional 3D and physics extras (OpenGL, OpenMP, USB for open3d, OSMesa
