@@ -33,6 +33,7 @@ from agents.tabular.dp import Solution, diagnose, policy_iteration, value_iterat
 from agents.tabular.schedules import parse_schedule
 from envs import TabularMDP, make_env, parse_env_kwargs
 from envs.gridworld import ACTION_DELTAS
+from envs.io.arrays import read_npz
 from envs.io.cli import config_command, subcommands
 from envs.io.figures import learning_curves, save_figure
 from envs.io.files import atomic_path, atomic_write_csv
@@ -274,12 +275,12 @@ def write_value_picture(env: gym.Env, V: np.ndarray, policy: np.ndarray | None, 
 def load_policy(path: Path) -> np.ndarray:
     """The ``policy`` array of a ``solution.npz`` or ``agent.npz``."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "policy" not in data:
-                raise ValueError(f"{path} has no 'policy' array (keys: {', '.join(data.files)})")
-            return data["policy"]
-    except (OSError, EOFError) as err:
-        raise ValueError(f"cannot read a policy from {path}: {err}") from None
+        arrays = read_npz(path)
+    except ValueError as err:
+        raise ValueError(f"--policy: {err}") from None
+    if "policy" not in arrays:
+        raise ValueError(f"--policy: {path} has no 'policy' array (keys: {', '.join(arrays)})")
+    return arrays["policy"]
 
 
 def greedy_loop(env: gym.Env, mdp: TabularMDP, episode: Episode) -> str | None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
-import zlib
 from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
+
+from envs.io.arrays import read_npy, read_npz
 
 IN_PROGRESS = ".export-in-progress.json"
 """Written before an export deletes or writes anything, removed after ``dataset.json``: it lists every
@@ -99,28 +99,15 @@ def check_ply(path: str | Path) -> None:
 
 def load_npy(path: Path, where: str) -> np.ndarray:
     """One array from a ``.npy`` file, never unpickling anything."""
-    with open(path, "rb") as file:
-        magic = file.read(6)
-    if magic != b"\x93NUMPY":
-        raise ValueError(f"{where}: {path} is not a NumPy .npy file")
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{where}: cannot read {path}: {first_line(exc)}") from exc
+        return read_npy(path)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The arrays ``keys`` of a ``.npz`` file, never unpickling anything."""
-    with open(path, "rb") as file:
-        magic = file.read(4)
-    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
-        raise ValueError(f"{path} is not a NumPy .npz (zip) file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            # each array is read here, so a broken zip member fails inside the try
-            arrays = {key: data[key] for key in keys if key in data.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"{path}: cannot read the .npz file: {first_line(exc)}") from exc
+    arrays = read_npz(path, keys)
     missing = [key for key in keys if key not in arrays]
     if missing:
         raise ValueError(f"{path} lacks the arrays {missing}")

@@ -1,7 +1,7 @@
 """Layer 0 of every package: run output, torch-free (torch is imported only to write a checkpoint).
 
 Each module has one job: :mod:`~envs.io.files` atomic writes, :mod:`~envs.io.checkpoint` checkpoint
-files that cannot run code, :mod:`~envs.io.config` the one config serialiser, :mod:`~envs.io.run` the
+files and :mod:`~envs.io.arrays` NumPy files that cannot run code, :mod:`~envs.io.config` the one config serialiser, :mod:`~envs.io.run` the
 run folder, :mod:`~envs.io.video` the one MP4 writer, :mod:`~envs.io.figures` the one figure helper,
 :mod:`~envs.io.page` the demo page and :mod:`~envs.io.cli` the command-line helpers. Names load on
 first use (PEP 562), so ``import envs.io`` costs nothing until they are needed.
@@ -16,6 +16,7 @@ _NAMES = {
     "files": ("TEMP_MARK", "atomic_path", "atomic_write_bytes", "atomic_write_csv", "atomic_write_json",
               "atomic_write_text", "csv_text", "remove_stale_temporaries"),
     "checkpoint": ("load_checkpoint", "pack", "save_checkpoint", "unpack"),
+    "arrays": ("read_npy", "read_npz"),
     "config": ("differences", "dumps", "from_jsonable", "resumed", "to_jsonable"),
     "run": ("BEST", "CHECKPOINT", "CONFIG", "METRICS", "RunFolder", "TrainingDiverged", "holds_run", "numbered", "opened", "resume_config",
             "rng_state", "set_rng_state"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | None = "cp
     if not path.is_file():
         raise ValueError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, weights_only=True, map_location=map_location)
+        with warnings.catch_warnings():  # garbage may name a pickle protocol; torch warns before it fails
+            warnings.simplefilter("ignore")
+            state = torch.load(path, weights_only=True, map_location=map_location)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()
         reason = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
@@ -105,8 +107,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | None = "cp
             f"checkpoint {path} was refused: it asks to load code or objects that a checkpoint never holds "
             f"({reason.strip()[:160]}); it is corrupted or not safe to open"
         ) from None
-    except (OSError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as err:
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    except Exception as err:  # noqa: BLE001  (garbage reaches IndexError, struct.error, ... in the unpickler)
+        text = str(err).strip()
+        reason = f"{type(err).__name__}: {text.splitlines()[0][:160]}" if text else type(err).__name__
         raise ValueError(f"checkpoint {path} cannot be read (truncated or not a checkpoint): {reason}") from None
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dictionary")

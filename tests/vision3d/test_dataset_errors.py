@@ -446,6 +446,6 @@ def test_fit_on_a_corrupt_dataset_prints_one_line_and_trains_nothing(tmp_path, t
     result = subprocess.run([sys.executable, "-m", "vision3d", *argv], capture_output=True, text=True, timeout=300,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"error: {data / 'samples.npz'}: cannot read the .npz file: "
-                                                  "File is not a zip file"]
+    assert result.stderr.strip().splitlines() == [f"error: {data / 'samples.npz'}: cannot read the .npz file "
+                                                  "(truncated or corrupted): File is not a zip file"]
     assert not (run / "metrics.csv").exists() and not (run / "checkpoint.pt").exists()
