@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vision3d.volume import positional_encoding
+
 
 @dataclass
 class FieldConfig:
@@ -64,12 +66,16 @@ class FieldConfig:
 
 
 def fourier_encoding(x: Tensor, levels: int) -> Tensor:  # x: [N, 3] -> [N, 3 + 6 levels]
-    """``gamma(x) = (x, sin(2^k pi x), cos(2^k pi x))`` for ``k = 0 .. levels-1``; identity for 0 levels."""
+    """``gamma(x) = (x, sin(2^k pi x), cos(2^k pi x))`` for ``k = 0 .. levels-1``; identity for 0 levels.
+
+    The notes' encoding (:func:`vision3d.volume.positional_encoding`) in this field's own order, which trained
+    checkpoints depend on: ``x``, then every sine, then every cosine, each ordered by octave, then coordinate.
+    """
     if levels == 0:
         return x
-    freqs = math.pi * 2.0 ** torch.arange(levels, dtype=x.dtype, device=x.device)  # [L]
-    angles = (x[:, None, :] * freqs[:, None]).reshape(x.shape[0], 3 * levels)  # [N, 3 L]
-    return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=-1)
+    gamma = positional_encoding(x, levels).reshape(x.shape[0], 3, levels, 2)  # [N, coordinate, octave, sin|cos]
+    sin_cos = gamma.permute(0, 3, 2, 1).reshape(x.shape[0], 6 * levels)  # [N, 6 L]: sin|cos, octave, coordinate
+    return torch.cat([x, sin_cos], dim=-1)
 
 
 def gradient(y: Tensor, x: Tensor, create_graph: bool = True) -> Tensor:  # y: [N, 1], x: [N, 3] -> [N, 3]

@@ -13,10 +13,11 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import trimesh
+from expect_errors import one_line_error
 from scipy.spatial.transform import Rotation
 
-import vision3d.dataset as dataset
 from envs.io.files import TEMP_MARK
+from vision3d import dataset
 from vision3d.__main__ import main
 from vision3d.dataset import (
     IN_PROGRESS,
@@ -30,17 +31,6 @@ from vision3d.dataset import (
 )
 
 TINY = {"views": 3, "size": 16, "val_views": 1, "test_views": 1, "n_uniform": 500, "n_surface": 500, "n_points": 500}
-
-
-def one_line_error(call, *parts: str) -> str:
-    """Call ``call``; it must raise a one-line ValueError containing every ``part``."""
-    with pytest.raises(ValueError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message, message
-    for part in parts:
-        assert part in message, message
-    return message
 
 
 class Payload:
