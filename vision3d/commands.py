@@ -7,6 +7,10 @@ distance (``extraction``), the metrics of ``metrics.evaluate_mesh`` against the 
 ``RUN/metrics.json``; several shapes (DeepSDF, or an occupancy network over several datasets) write
 ``RUN/shapes/<name>/`` for each and ``RUN/metrics.json`` holds every shape plus the mean. The run
 folder also holds ``config.json`` (this command, resolved), which ``--resume`` reads back.
+
+A folder without ``mesh.ply`` (a user's own NeRF-synthetic scene) still fits with the methods that learn
+from its images (DVR); its geometry metrics are then null. Each method names the files it needs
+(``Method.needs``), and ``check_fit_args`` refuses a folder without them before training.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import tyro
 
@@ -29,7 +33,7 @@ from vision3d.dvr import DVRConfig, evaluate_dvr, fit_dvr
 from vision3d.extraction import extract_mesh, save_mesh
 from vision3d.fields import FittedShape, Reconstruction
 from vision3d.igr import IGRConfig, fit_igr
-from vision3d.metrics import evaluate_mesh
+from vision3d.metrics import MeshMetrics, evaluate_mesh
 from vision3d.occupancy import OccupancyConfig, fit_occupancy
 from vision3d.render import orbit_video
 from vision3d.shapes import SHAPES, load_shape
@@ -49,13 +53,16 @@ class Render:
     out: Path
     """Dataset folder to write (transforms_*.json, PNGs, depth, mesh.ply, points.ply, samples.npz)."""
     shape: str = "torus"
-    """A shape name (sphere, torus, box, capsule, torus_knot, chair, mug) or a mesh file (OBJ, PLY, STL, GLB)."""
+    """A shape name (sphere, torus, box, capsule, torus_knot, wire_knot, chair, mug) or a mesh file (OBJ, PLY,
+    STL, GLB)."""
     views: int = 100
     """Training views; validation and test views come on top (a tenth each, at least 5)."""
     size: int = 128
     """Image width and height in pixels."""
     seed: int = 0
     """Seed of the camera directions and the point samples."""
+    shading: Literal["lambert", "phong"] = "lambert"
+    """lambert: one colour per surface point in every view; phong adds view-dependent Blinn-Phong highlights."""
     json: bool = False
     """Print one JSON object with what was written."""
 
@@ -67,7 +74,8 @@ class FitArgs:
     method: ClassVar[str] = ""
 
     data: tuple[Path, ...]
-    """Dataset folder(s) written by ``render`` (DeepSDF and occupancy take several, one per shape)."""
+    """Dataset folder(s) written by ``render`` (DeepSDF and occupancy take several, one per shape); for DVR,
+    any NeRF Blender-layout folder (without mesh.ply there are no geometry metrics)."""
     out: Path
     """Run folder: config.json, mesh.ply, metrics.json, orbit.mp4, metrics.csv and checkpoint.pt."""
     steps: int | None = None
@@ -93,6 +101,7 @@ class Method(NamedTuple):
     fit: Callable[[list[Path], RunFolder, Any, bool], Reconstruction]
     summary: str
     several: bool  # several datasets, one code per shape
+    needs: tuple[str, ...]  # the files of a dataset folder the method learns (and evaluate scores) from
     evaluate: Callable[[Reconstruction, list[Path]], dict[str, Any]] | None = None  # extra metrics
 
 
@@ -105,18 +114,19 @@ def _single(data: Sequence[Path], method: str) -> Path:
 METHODS: dict[str, Method] = {
     "occupancy": Method(
         OccupancyConfig, fit_occupancy, "Occupancy network (notes §12.1): binary cross-entropy on labelled points "
-        "of samples.npz; one code per dataset.", several=True),
+        "of samples.npz; one code per dataset.", several=True, needs=("samples.npz",)),
     "deepsdf": Method(
         DeepSDFConfig, fit_deepsdf, "DeepSDF auto-decoder (notes §12.1): one code per dataset, clamped L1 on the "
-        "signed distances of samples.npz.", several=True),
+        "signed distances of samples.npz.", several=True, needs=("samples.npz",)),
     "igr": Method(
         IGRConfig, lambda data, run, config, resume: fit_igr(_single(data, "igr"), run, config, resume),
         "IGR (notes §12.2): a signed distance from points.ply alone, with the vanish and Eikonal terms.",
-        several=False),
+        several=False, needs=("points.ply",)),
     "dvr": Method(
         DVRConfig, lambda data, run, config, resume: fit_dvr(_single(data, "dvr"), run, config, resume),
         "DVR (notes §12.3): shape and texture from posed images and masks only, through the secant method.",
-        several=False, evaluate=lambda rec, data: {"dvr": evaluate_dvr(rec.model, data[0])._asdict()}),
+        several=False, needs=("transforms_train.json", "transforms_test.json"),
+        evaluate=lambda rec, data: {"dvr": evaluate_dvr(rec.model, data[0])._asdict()}),
 }
 
 
@@ -130,7 +140,8 @@ FitMethod = subcommands(FIT_COMMANDS)
 
 @dataclass
 class FitCommand:
-    """Fit a reconstruction method to rendered datasets, extract its mesh and score it against the ground truth."""
+    """Fit a reconstruction method to rendered datasets, extract its mesh and score it against the ground truth
+    (when the dataset has one: mesh.ply)."""
 
     method: Annotated[FitMethod, tyro.conf.arg(name="")]
 
@@ -154,10 +165,10 @@ class Eval:
 def render(args: Render) -> dict[str, Any]:
     start = time.perf_counter()
     mesh = load_shape(args.shape)
-    config = ExportConfig(views=args.views, size=args.size, seed=args.seed)
+    config = ExportConfig(views=args.views, size=args.size, seed=args.seed, shading=args.shading)
     out = export_dataset(mesh, args.out, config=config)
     name = args.shape if args.shape in SHAPES else Path(args.shape).name
-    return {"out": str(out), "shape": name, "views": args.views, "size": args.size,
+    return {"out": str(out), "shape": name, "views": args.views, "size": args.size, "shading": args.shading,
             "files": sorted(p.name for p in out.iterdir()), "seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -166,27 +177,33 @@ def check_fit_args(args: FitArgs) -> None:
     lo, hi = RESOLUTION_RANGE
     if not lo <= args.resolution <= hi:
         raise ValueError(f"--resolution must be in [{lo}, {hi}] (a {args.resolution}^3 grid), got {args.resolution}")
+    if not METHODS[args.method].several and len(args.data) != 1:
+        raise ValueError(f"--data: {args.method} fits one dataset, got {len(args.data)} folders")
     for folder in args.data:
         if not folder.is_dir():
             raise ValueError(f"--data: {folder} does not exist (write datasets with `python -m vision3d render`)")
-        if not (folder / "mesh.ply").exists():
-            raise ValueError(f"--data: {folder} has no mesh.ply (write datasets with `python -m vision3d render`)")
-        load_mesh(folder / "mesh.ply")  # the reference of the metrics: a broken file fails now, not after training
+        for name in METHODS[args.method].needs:
+            if not (folder / name).exists():
+                raise ValueError(f"--data: {folder} has no {name}, which fit {args.method} needs "
+                                 "(write datasets with `python -m vision3d render`)")
+        if (folder / "mesh.ply").exists():  # the reference of the metrics: a broken file fails now, not after training
+            load_mesh(folder / "mesh.ply")
     names = [folder.name for folder in args.data]
     if len(set(names)) != len(names):
         raise ValueError(f"--data: the dataset folders must have different names, got {names}")
-    if not METHODS[args.method].several and len(args.data) != 1:
-        raise ValueError(f"--data: {args.method} fits one dataset, got {len(args.data)} folders")
 
 
 def reconstruct(
-    shape: FittedShape, reference: Path, folder: Path, resolution: int, video: bool, seed: int = 0
+    shape: FittedShape, reference: Path | None, folder: Path, resolution: int, video: bool, seed: int = 0
 ) -> dict[str, float | None]:
-    """Marching cubes of ``shape`` into ``folder/mesh.ply``, its metrics against ``reference``, a video."""
+    """Marching cubes of ``shape`` into ``folder/mesh.ply``, its metrics against the mesh file ``reference``
+    (every one None when there is none: a dataset without ground-truth geometry), a video."""
     mesh = extract_mesh(shape.sdf, resolution=resolution)
     save_mesh(mesh, folder / "mesh.ply")
     if video:
         orbit_video(mesh, folder / "orbit.mp4")
+    if reference is None or not reference.exists():
+        return MeshMetrics.absent().to_dict()
     return evaluate_mesh(mesh, load_mesh(reference), seed=seed).to_dict()
 
 
@@ -217,7 +234,8 @@ def fit(args: FitArgs, progress: Callable[[str], None] = lambda _: None) -> dict
             summary.update(next(iter(per_shape.values())))
         else:
             summary.update({key: _mean([m[key] for m in per_shape.values()]) for key in METRIC_KEYS})
-            summary["worst_chamfer_l1"] = max(m["chamfer_l1"] for m in per_shape.values())
+            chamfers = [m["chamfer_l1"] for m in per_shape.values()]
+            summary["worst_chamfer_l1"] = None if None in chamfers else max(chamfers)
             summary["shapes"] = per_shape
         if method.evaluate is not None:
             summary.update(method.evaluate(reconstruction, list(args.data)))

@@ -14,7 +14,8 @@ scenes load with :func:`load_blender` too::
       mesh.ply      the normalised ground-truth mesh with vertex colours
       points.ply    surface samples with normals
       samples.npz   points [N, 3], occupancy [N], sdf [N] (uniform in the scene box + near the surface)
-      dataset.json  provenance: shape name, views, size, seed, camera settings; the files written
+      dataset.json  provenance: shape name, views, size, seed, camera settings, shading (lambert, or
+                    phong with its k_s and shininess); the files written
                     (what the next export into the folder deletes: :func:`previous_export_files`)
 
 Every loader checks what it reads and answers a malformed file with a one-line ``ValueError`` naming
@@ -52,7 +53,7 @@ from vision3d.datafiles import (
     read_transforms,
 )
 from vision3d.groundtruth import GroundTruth, Samples, sample_points, surface_samples
-from vision3d.render import BLENDER_CAMERA_ANGLE_X, MeshRenderer, framing_radius
+from vision3d.render import BLENDER_CAMERA_ANGLE_X, MeshRenderer, Specular, framing_radius
 from vision3d.shapes import load_shape, normalize_mesh
 
 Split = Literal["train", "val", "test"]
@@ -87,6 +88,16 @@ class ExportConfig:
     """Standard deviations of the near-surface noise, one group of points per sigma."""
     n_points: int = 100_000
     """Oriented surface points in points.ply."""
+    shading: Literal["lambert", "phong"] = "lambert"
+    """lambert: every surface point has one colour in all views; phong adds view-dependent highlights."""
+    k_s: float = Specular.k_s
+    """Specular reflectance of the phong highlights (recorded as null for lambert)."""
+    shininess: float = Specular.shininess
+    """Blinn-Phong exponent of the phong highlights (recorded as null for lambert)."""
+
+    def specular(self) -> Specular | None:
+        """The highlights the renderer adds: None for Lambert shading."""
+        return Specular(self.k_s, self.shininess) if self.shading == "phong" else None
 
 
 def split_sizes(config: ExportConfig) -> dict[Split, int]:
@@ -158,7 +169,7 @@ def export_dataset(
     poses = split_poses(config, radius)
     _begin_export(out, previous | set(export_files(split_sizes(config))))
     written: list[str] = []
-    with MeshRenderer(mesh, intrinsics) as renderer:
+    with MeshRenderer(mesh, intrinsics, specular=config.specular()) as renderer:
         for split, split_pose in poses.items():
             file_paths = [f"./{split}/r_{i}" for i in range(len(split_pose))]
             for i, c2w in enumerate(split_pose):
@@ -190,6 +201,8 @@ def export_dataset(
         warnings.warn(f"{name}: mesh is not watertight; samples.npz (occupancy, sdf) is not written", stacklevel=2)
 
     info = {"shape": name, **dataclasses.asdict(config), "radius": radius, "watertight": gt.watertight}
+    if config.shading == "lambert":
+        info.update(k_s=None, shininess=None)
     info.update({f"{split}_views": n for split, n in split_sizes(config).items()})
     info.update({"format": EXPORT_FORMAT, "files": written})
     atomic_write_text(out / DATASET_JSON, json.dumps(info, indent=2))
@@ -209,6 +222,9 @@ def _check_config(config: ExportConfig) -> None:
         )
     if config.n_points <= 0:
         raise ValueError(f"n_points must be positive, got {config.n_points}")
+    if config.shading not in ("lambert", "phong"):
+        raise ValueError(f"shading must be 'lambert' or 'phong', got {config.shading!r}")
+    Specular(config.k_s, config.shininess)  # checks both values, whatever the shading
 
 
 # --- the dataset folder: what an export owns, deletes and leaves ----------------------------------

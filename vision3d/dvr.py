@@ -37,18 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from envs.io.config import dumps, from_jsonable
-from envs.io.files import atomic_write_text
-from envs.io.run import RunFolder, opened
-from generative.training import FitConfig, fit, load_modules, resolve_device, seed_everything
+from envs.io.run import RunFolder
+from generative.training import FitConfig, resolve_device, seed_everything
 from vision3d.camera import Intrinsics, image_rays
 from vision3d.dataset import load_blender
-from vision3d.fields import FieldConfig, FittedShape, ImplicitField, Reconstruction, as_numpy_sdf
+from vision3d.fields import FieldConfig, ImplicitField, Reconstruction, fit_image_model, load_image_model
 from vision3d.metrics import psnr, silhouette_iou
 from vision3d.occupancy import logit
 from vision3d.surface import find_surface, implicit_depth
-
-CONFIG_FILE = "dvr_config.json"
 
 
 def _default_fit() -> FitConfig:
@@ -112,21 +108,6 @@ class DVRConfig:
             )
         if self.logit_scale <= 0:
             raise ValueError(f"logit_scale must be positive, got {self.logit_scale}")
-
-    def to_json(self) -> str:
-        """The config as JSON (saved beside the checkpoint so that :func:`load_dvr` can rebuild the model)."""
-        return dumps(self)
-
-    @classmethod
-    def from_json(cls, text: str, where: str = "DVR config") -> DVRConfig:
-        """Inverse of :meth:`to_json`; a malformed file is a ``ValueError`` naming the field."""
-        import json
-
-        try:
-            data = json.loads(text)
-        except ValueError as err:
-            raise ValueError(f"{where} is not valid JSON: {err}") from None
-        return from_jsonable(cls, data, where)
 
 
 class DVRModel(nn.Module):
@@ -301,23 +282,12 @@ def fit_dvr(data: Path, run_dir: Path | RunFolder, config: DVRConfig | None = No
 
     objective = DVRObjective(model, flat(origins), flat(directions), flat(views.rgb), flat(views.masks, torch.bool),
                              config)
-    with opened(run_dir, config=config, resume=resume) as run:
-        if run.writer:
-            atomic_write_text(run.path / CONFIG_FILE, config.to_json())
-        fit(objective, config.fit, run, resume=resume, desc="dvr")
-    model.eval()
-    return Reconstruction([FittedShape(data.name or "dvr", as_numpy_sdf(model.sdf, device))], model)
+    return fit_image_model(objective, model, config, run_dir, resume, "dvr", data.name, device)
 
 
 def load_dvr(run_dir: Path, device: str = "cpu") -> DVRModel:
     """The model of a finished (or checkpointed) :func:`fit_dvr` run."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).exists():
-        raise ValueError(f"run_dir must hold {CONFIG_FILE} and a checkpoint from fit_dvr, got {run_dir}")
-    config = DVRConfig.from_json((run_dir / CONFIG_FILE).read_text(), str(run_dir / CONFIG_FILE))
-    model = DVRModel(config)
-    load_modules(run_dir, {"dvr": model})
-    return model.to(device).eval()
+    return load_image_model(run_dir, DVRConfig, DVRModel, "dvr", device)  # type: ignore[return-value]
 
 
 class Rendering(NamedTuple):

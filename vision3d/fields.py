@@ -19,12 +19,16 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from envs.io.config import dumps, loads
+from envs.io.files import atomic_write_text
+from envs.io.run import RunFolder, opened
+from generative.training import Objective, fit, load_modules
 from vision3d.volume import positional_encoding
 
 
@@ -209,6 +213,31 @@ class Reconstruction(NamedTuple):
 
     shapes: list[FittedShape]
     model: nn.Module
+
+
+def fit_image_model(objective: Objective, model: nn.Module, config: Any, run_dir: Path | RunFolder, resume: bool,
+                    method: str, name: str, device: torch.device) -> Reconstruction:
+    """The end of every image-based fit (DVR, NeRF): the config as ``<method>_config.json`` beside the
+    checkpoint (what :func:`load_image_model` rebuilds the model from), the engine's fit, and the model as
+    a reconstruction whose shape is ``model.sdf``."""
+    with opened(run_dir, config=config, resume=resume) as run:
+        if run.writer:
+            atomic_write_text(run.path / f"{method}_config.json", dumps(config))
+        fit(objective, config.fit, run, resume=resume, desc=method)
+    model.eval()
+    return Reconstruction([FittedShape(name or method, as_numpy_sdf(model.sdf, device))], model)
+
+
+def load_image_model(run_dir: Path, config_cls: Any, build: Callable[[Any], nn.Module], method: str,
+                     device: str = "cpu") -> nn.Module:
+    """The model of a finished (or checkpointed) :func:`fit_image_model` run of ``method``."""
+    run_dir = Path(run_dir)
+    path = run_dir / f"{method}_config.json"
+    if not path.exists():
+        raise ValueError(f"run_dir must hold {path.name} and a checkpoint from fit_{method}, got {run_dir}")
+    model = build(loads(config_cls, path.read_text(), str(path)))
+    load_modules(run_dir, {method: model})
+    return model.to(device).eval()
 
 
 def as_paths(data: str | Path | Sequence[str | Path], name: str = "data") -> list[Path]:

@@ -401,9 +401,20 @@ def render_reference(
     dilation: float = 0.3,
 ) -> Rendering:
     """Render ``gaussians`` from one camera with the reference rasteriser (project, colour, composite)."""
+    projection, colors, opacities = splat_inputs(gaussians, c2w, intrinsics, sh_degree, near, dilation)
+    return rasterize_reference(projection, colors, opacities, intrinsics.width, intrinsics.height, background)
+
+
+def splat_inputs(
+    gaussians: Gaussians,
+    c2w: Tensor | np.ndarray,  # [4, 4] or [3, 4] camera-to-world, OpenGL convention
+    intrinsics: Intrinsics,
+    sh_degree: int | None = None,
+    near: float = 0.01,
+    dilation: float = 0.3,
+) -> tuple[Projection, Tensor, Tensor]:
+    """What every rasteriser takes from one camera: the projection, the colours seen from the camera centre
+    ``[N, 3]`` and the opacities ``[N]``."""
     pose = _as_pose(c2w, gaussians.means)
     projection = project_gaussians(gaussians.means, gaussians.covariances(), pose, intrinsics, near, dilation)
-    colors = gaussians.colors(pose[:3, 3], sh_degree)
-    return rasterize_reference(
-        projection, colors, gaussians.opacities(), intrinsics.width, intrinsics.height, background
-    )
+    return projection, gaussians.colors(pose[:3, 3], sh_degree), gaussians.opacities()

@@ -142,18 +142,24 @@ def volumetric_iou(
 
 @dataclass(frozen=True)
 class MeshMetrics:
-    """Reconstruction quality of a predicted mesh against a reference mesh."""
+    """Reconstruction quality of a predicted mesh against a reference mesh; every field is None when there
+    is no reference (:meth:`absent`: a dataset of images without ground-truth geometry)."""
 
     iou: float | None
     """Volumetric IoU; None when either mesh is not watertight (inside/outside is then undefined)."""
-    chamfer_l1: float
+    chamfer_l1: float | None
     """Chamfer-L1 distance between surface samples, in scene units (lower is better)."""
-    normal_consistency: float
+    normal_consistency: float | None
     """Mean absolute cosine between normals of nearest neighbours, in [0, 1] (higher is better)."""
-    fscore: float
+    fscore: float | None
     """F-score at ``fscore_threshold``, in [0, 1] (higher is better)."""
-    fscore_threshold: float
+    fscore_threshold: float | None
     """The F-score's distance threshold: 1% of the reference's bounding-box diagonal."""
+
+    @classmethod
+    def absent(cls) -> MeshMetrics:
+        """No reference mesh, so no geometry metrics: every field None (null in metrics.json)."""
+        return cls(iou=None, chamfer_l1=None, normal_consistency=None, fscore=None, fscore_threshold=None)
 
     def to_dict(self) -> dict[str, float | None]:
         """Plain numbers for ``json.dump``."""

@@ -7,6 +7,14 @@ frame plus a strong ambient term (no side is black) is computed once per vertex,
 ``c = albedo * min(1, ambient + sum_k I_k max(0, n . l_k))``, baked into the vertex colours and
 rasterised unlit (pyrender's ``FLAT`` mode), so a surface point has the same colour in every view.
 
+NeRF (§12.4) and Gaussian splatting (§12.5) also take the viewing direction; ``Specular`` adds
+view-dependent Blinn-Phong highlights of the same lights, ``k_s I_k max(0, n . h_k)^shininess`` with
+``h_k`` halfway between ``l_k`` and the direction to the camera. It is shaded per pixel, not per vertex:
+open3d casts the pixel's ray, the hit's barycentric coordinates interpolate the vertex normals (Phong
+interpolation), and the term is added to the rasterised Lambert colour. A per-vertex highlight would be
+smeared over whole triangles and would depend on the tessellation; the diffuse part is left exactly as
+it is without highlights.
+
 Depth is the distance along the camera's viewing axis (z-buffer depth, not ray length), 0 on the
 background, in both renderers; intrinsics map exactly onto pyrender's ``IntrinsicsCamera`` (pixel
 centres at ``+0.5``, see :mod:`vision3d.camera`).
@@ -66,6 +74,45 @@ def lambert_shade(
     return albedo * np.minimum(1.0, irradiance)[:, None]
 
 
+@dataclass(frozen=True)
+class Specular:
+    """Blinn-Phong highlights of the :class:`Lighting` lights (white, view-dependent)."""
+
+    k_s: float = 0.8
+    """Specular reflectance: a highlight facing light ``k`` adds ``k_s * I_k`` to every channel."""
+    shininess: float = 32.0
+    """Exponent of ``n . h``: larger values give smaller, sharper highlights."""
+
+    def __post_init__(self) -> None:
+        if not (self.k_s >= 0.0 and self.shininess > 0.0):
+            raise ValueError(f"specular needs k_s >= 0 and shininess > 0, got k_s={self.k_s}, "
+                             f"shininess={self.shininess}")
+
+
+def blinn_phong_specular(
+    normals: np.ndarray,  # [N, 3] unit
+    view_dirs: np.ndarray,  # [N, 3] unit, from the surface point towards the camera
+    lighting: Lighting = Lighting(),
+    specular: Specular = Specular(),
+) -> np.ndarray:  # [N] >= 0
+    """``k_s sum_k I_k [n . l_k > 0] max(0, n . h_k)^shininess`` with ``h_k = (l_k + v) / |l_k + v|``
+    (Blinn 1977); a light behind the surface gives no highlight."""
+    normals, view_dirs = np.asarray(normals, dtype=np.float64), np.asarray(view_dirs, dtype=np.float64)
+    if normals.shape != view_dirs.shape or normals.ndim != 2 or normals.shape[1] != 3:
+        raise ValueError(f"normals and view_dirs must both be [N, 3]; got {normals.shape} and {view_dirs.shape}")
+    if len(lighting.directions) != len(lighting.intensities):
+        raise ValueError("lighting needs one intensity per direction")
+    out = np.zeros(len(normals))
+    for direction, intensity in zip(lighting.directions, lighting.intensities):
+        l_k = np.asarray(direction, dtype=np.float64)
+        l_k = l_k / np.linalg.norm(l_k)
+        h_k = l_k + view_dirs
+        h_k /= np.maximum(np.linalg.norm(h_k, axis=1, keepdims=True), 1e-12)
+        lit = normals @ l_k > 0.0
+        out += np.where(lit, intensity * np.maximum(0.0, np.sum(normals * h_k, axis=1)) ** specular.shininess, 0.0)
+    return specular.k_s * out
+
+
 def vertex_albedo(mesh: trimesh.Trimesh) -> np.ndarray:  # [V, 3] in [0, 1]
     """Per-vertex colours of ``mesh`` (texture and face colours converted), neutral grey when it has none."""
     colors = vertex_colors(mesh)
@@ -116,12 +163,22 @@ class MeshRenderer:
     ...     rgba, depth = r.render(c2w)
     """
 
-    def __init__(self, mesh: trimesh.Trimesh, intrinsics: Intrinsics, lighting: Lighting = Lighting()) -> None:
+    def __init__(
+        self,
+        mesh: trimesh.Trimesh,
+        intrinsics: Intrinsics,
+        lighting: Lighting = Lighting(),
+        specular: Specular | None = None,
+    ) -> None:
         pyrender = _pyrender()
         if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
             raise ValueError(f"mesh must be a trimesh.Trimesh with faces, got {type(mesh).__name__}")
         self.intrinsics = intrinsics
+        self.lighting, self.specular = lighting, specular
         normals = np.asarray(mesh.vertex_normals, dtype=np.float64)
+        if specular is not None:  # the per-pixel pass needs the triangles and their corner normals
+            self.raycasting = raycasting_scene(mesh)
+            self.corner_normals = normals[np.asarray(mesh.faces)]  # [F, 3, 3]
         radiance = lambert_shade(vertex_albedo(mesh), normals, lighting)
         color_0 = np.concatenate([radiance, np.ones((len(radiance), 1))], axis=1).astype(np.float32)
         material = pyrender.MetallicRoughnessMaterial(baseColorFactor=[1.0, 1.0, 1.0, 1.0], alphaMode="OPAQUE")
@@ -154,7 +211,26 @@ class MeshRenderer:
         self.camera.zfar = distance + self.extent + 0.05
         self.scene.set_pose(self.camera_node, c2w)
         color, depth = self.renderer.render(self.scene, flags=self.flags)
-        return rgba_from_buffers(np.asarray(color), np.asarray(depth, dtype=np.float32)), np.array(depth, np.float32)
+        rgba = rgba_from_buffers(np.asarray(color), np.asarray(depth, dtype=np.float32))
+        if self.specular is not None:
+            rgba = self._add_highlights(rgba, c2w)
+        return rgba, np.array(depth, np.float32)
+
+    def _add_highlights(self, rgba: np.ndarray, c2w: np.ndarray) -> np.ndarray:  # [H, W, 4] uint8
+        """The Blinn-Phong term of every pixel whose centre's ray hits the mesh, added to its colour."""
+        origins, directions = pixel_rays(self.intrinsics, c2w)
+        hit = _cast(self.raycasting, origins, directions)
+        mask = np.isfinite(hit["t_hit"]) & (rgba[..., 3] > 0)
+        uv = hit["primitive_uvs"][mask].astype(np.float64)  # weights of the triangle's corners 1 and 2
+        weights = np.concatenate([1.0 - uv.sum(axis=1, keepdims=True), uv], axis=1)  # [M, 3]
+        normals = np.einsum("mc,mcd->md", weights, self.corner_normals[hit["primitive_ids"][mask]])
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        view_dirs = -directions[mask].astype(np.float64)
+        view_dirs /= np.linalg.norm(view_dirs, axis=1, keepdims=True)
+        highlight = blinn_phong_specular(normals, view_dirs, self.lighting, self.specular)
+        out = rgba.copy()
+        out[..., :3][mask] = np.clip(np.round(rgba[..., :3][mask] + 255.0 * highlight[:, None]), 0, 255)
+        return out
 
     def close(self) -> None:
         """Release the OpenGL context."""
@@ -204,10 +280,12 @@ def render_views(
     poses: np.ndarray,  # [N, 4, 4] c2w
     intrinsics: Intrinsics,
     lighting: Lighting = Lighting(),
+    specular: Specular | None = None,
 ) -> RenderedViews:
-    """Rasterise ``mesh`` from every pose with pyrender (one renderer for all views)."""
+    """Rasterise ``mesh`` from every pose with pyrender (one renderer for all views); with ``specular``,
+    Blinn-Phong highlights are added per pixel."""
     poses = _check_poses(poses)
-    with MeshRenderer(mesh, intrinsics, lighting) as renderer:
+    with MeshRenderer(mesh, intrinsics, lighting, specular) as renderer:
         views = [renderer.render(c2w) for c2w in poses]
     return RenderedViews(np.stack([v[0] for v in views]), np.stack([v[1] for v in views]))
 
@@ -222,16 +300,25 @@ def raycast(
     scene = raycasting_scene(mesh)
     depths, normals, masks = [], [], []
     for c2w in poses:
-        origins, directions = pixel_rays(intrinsics, c2w)
         # Directions have camera-space z = -1, so the hit parameter t is the depth along the axis.
-        rays = o3d.core.Tensor(np.concatenate([origins, directions], axis=-1))
-        hit = scene.cast_rays(rays)
-        t_hit = hit["t_hit"].numpy()
+        hit = _cast(scene, *pixel_rays(intrinsics, c2w))
+        t_hit = hit["t_hit"]
         mask = np.isfinite(t_hit)
         depths.append(np.where(mask, t_hit, 0.0).astype(np.float32))
-        normals.append(np.where(mask[..., None], hit["primitive_normals"].numpy(), 0.0).astype(np.float32))
+        normals.append(np.where(mask[..., None], hit["primitive_normals"], 0.0).astype(np.float32))
         masks.append(mask)
     return RaycastResult(np.stack(depths), np.stack(normals), np.stack(masks))
+
+
+def _cast(
+    scene: o3d.t.geometry.RaycastingScene,
+    origins: np.ndarray,  # [H, W, 3]
+    directions: np.ndarray,  # [H, W, 3]
+) -> dict[str, np.ndarray]:
+    """open3d's ``cast_rays`` as NumPy arrays [H, W, ...]: t_hit (inf on a miss), primitive_ids, primitive_uvs,
+    primitive_normals."""
+    hit = scene.cast_rays(o3d.core.Tensor(np.concatenate([origins, directions], axis=-1)))
+    return {key: hit[key].numpy() for key in ("t_hit", "primitive_ids", "primitive_uvs", "primitive_normals")}
 
 
 def composite(rgba: np.ndarray, background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:

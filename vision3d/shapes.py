@@ -4,7 +4,8 @@ Notes chapter 12 trains implicit surfaces on watertight meshes (§12.1), point c
 images (§12.3). Every one of these needs a ground-truth object; this module makes them:
 
 * primitives: ``sphere``, ``torus``, ``box``, ``capsule``, ``torus_knot`` (a tube swept along a
-  (2, 3) torus knot);
+  (2, 3) torus knot) and ``wire_knot`` (the same knot as a thin wire: a scene for radiance fields,
+  §12.4-12.5, whose thin structure coarse ray sampling misses);
 * composite objects built from primitives and united into one watertight mesh with manifold3d
   boolean operations (through ``trimesh.boolean``): ``chair`` and ``mug``.
 
@@ -212,6 +213,19 @@ def torus_knot() -> trimesh.Trimesh:
     return _colored(mesh, colors)
 
 
+#: Tube radius of ``wire_knot`` before normalisation: the knot's diameter in the image is a few pixels
+#: at 128 x 128, a thin structure that a sparse set of views or a coarse sampling along rays misses.
+WIRE_RADIUS = 0.05
+
+
+def wire_knot() -> trimesh.Trimesh:
+    """The trefoil of ``torus_knot`` as a thin wire (a tube of radius ``WIRE_RADIUS`` before normalisation,
+    about 0.017 after), in alternating bands along the curve."""
+    mesh, t = tube_mesh(torus_knot_curve, radius=WIRE_RADIUS, n_along=720, n_around=12)
+    band = stripes(t, 2 * np.pi / 24)
+    return _colored(mesh, _mix(band, [(0.80, 0.65, 0.20), (0.20, 0.35, 0.60)]))
+
+
 # --- composite objects ----------------------------------------------------------------------------
 
 _SEAT_Z = (0.0, 0.07)  # bottom and top of the chair seat
@@ -272,6 +286,7 @@ SHAPES: dict[str, Callable[[], trimesh.Trimesh]] = {
     "box": box,
     "capsule": capsule,
     "torus_knot": torus_knot,
+    "wire_knot": wire_knot,
     "chair": chair,
     "mug": mug,
 }

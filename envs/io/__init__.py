@@ -17,7 +17,7 @@ _NAMES = {
               "atomic_write_text", "csv_text", "remove_stale_temporaries"),
     "checkpoint": ("load_checkpoint", "pack", "save_checkpoint", "unpack"),
     "arrays": ("read_npy", "read_npz"),
-    "config": ("differences", "dumps", "from_jsonable", "resumed", "to_jsonable"),
+    "config": ("differences", "dumps", "from_jsonable", "loads", "resumed", "to_jsonable"),
     "run": ("BEST", "CHECKPOINT", "CONFIG", "METRICS", "RunFolder", "TrainingDiverged", "holds_run", "numbered", "opened", "resume_config",
             "rng_state", "set_rng_state"),
     "video": ("as_frame", "pad_even", "side_by_side", "write_video"),

@@ -56,6 +56,16 @@ def from_jsonable(cls: type[T], data: Any, where: str = "config") -> T:
     return _convert(cls, data, where)
 
 
+def loads(cls: type[T], text: str, where: str = "config") -> T:
+    """``cls`` rebuilt from JSON text (:func:`dumps`' inverse); invalid JSON or a bad field is one
+    ``ValueError`` line naming ``where`` (the file) and the field."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{where} is not valid JSON: {err}") from None
+    return from_jsonable(cls, data, where)
+
+
 def _convert(hint: Any, value: Any, where: str) -> Any:
     if hint is Any:
         return value

@@ -35,6 +35,48 @@ def test_render_writes_a_blender_dataset(capsys, tmp_path):
         assert name in summary["files"]
 
 
+def test_render_phong_records_the_shading(capsys, tmp_path):
+    summary = run_json(capsys, ["render", "--shape", "wire_knot", "--views", "2", "--size", "16", "--shading", "phong",
+                                "--out", str(tmp_path / "wire"), "--json"])
+    info = json.loads((tmp_path / "wire" / "dataset.json").read_text())
+    assert summary["shading"] == info["shading"] == "phong" and info["k_s"] > 0 and info["shininess"] > 0
+    assert info["shape"] == "wire_knot" and info["watertight"] is True
+
+
+@pytest.fixture(scope="module")
+def images_only(tmp_path_factory):
+    """A Blender-layout folder with images and poses only, like a NeRF synthetic scene."""
+    out = tmp_path_factory.mktemp("user") / "scene"
+    export_dataset("sphere", out, config=ExportConfig(views=4, size=16, val_views=1, test_views=2, n_uniform=500,
+                                                      n_surface=500, n_points=500))
+    for name in ("mesh.ply", "points.ply", "samples.npz"):
+        (out / name).unlink()
+    return out
+
+
+def test_fit_dvr_on_images_without_ground_truth_geometry(capsys, tmp_path, images_only):
+    run = tmp_path / "dvr"
+    summary = run_json(capsys, ["fit", "dvr", "--data", str(images_only), "--out", str(run), "--steps", "5",
+                                "--resolution", "16", "--no-video", "--json", "--config.fit.no-progress",
+                                "--config.size", "16", "--config.rays", "64", "--config.n-steps", "16"])
+    assert summary == json.loads((run / "metrics.json").read_text())
+    for key in ("iou", "chamfer_l1", "normal_consistency", "fscore", "fscore_threshold"):
+        assert key in summary and summary[key] is None, key
+    assert summary["dvr"]["views"] == 2 and 0.0 <= summary["dvr"]["silhouette_iou"] <= 1.0
+    assert summary["dvr"]["psnr"] > 0.0
+    assert (run / "mesh.ply").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("method", "missing"), [("occupancy", "samples.npz"), ("deepsdf", "samples.npz"),
+                                                 ("igr", "points.ply")])
+def test_fit_from_3d_supervision_names_the_missing_file(tmp_path, images_only, method, missing):
+    with pytest.raises(ValueError) as info:
+        main(["fit", method, "--data", str(images_only), "--out", str(tmp_path / "r"), "--steps", "5"])
+    message = str(info.value)
+    assert "\n" not in message and f"{images_only} has no {missing}, which fit {method} needs" in message
+    assert not (tmp_path / "r").exists()  # refused before a run folder was made
+
+
 def independent_chamfer(mesh_a: trimesh.Trimesh, mesh_b: trimesh.Trimesh, n: int, seed: int) -> float:
     """Chamfer-L1 written out again with trimesh's sampler and scipy alone (no vision3d code)."""
     a, _ = trimesh.sample.sample_surface(mesh_a, n, seed=seed)
@@ -83,7 +125,7 @@ def test_bad_input_is_one_clear_line(tmp_path, torus_data):
     (other / "mesh.ply").write_bytes((torus_data / "mesh.ply").read_bytes())
     with pytest.raises(ValueError, match="igr fits one dataset"):
         main(["fit", "igr", "--data", str(torus_data), str(other), "--out", str(tmp_path / "r")])
-    with pytest.raises(ValueError, match="has no mesh.ply"):
+    with pytest.raises(ValueError, match="has no samples.npz, which fit occupancy needs"):
         main(["fit", "occupancy", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
 
 

@@ -201,6 +201,34 @@ def test_export_option_errors(tmp_path):
         export_dataset(trimesh.creation.box(), tmp_path, frames=3)
     with pytest.raises(ValueError, match="train"):
         export_dataset(trimesh.creation.box(), tmp_path, views=0)
+    with pytest.raises(ValueError, match="shading must be"):
+        export_dataset(trimesh.creation.box(), tmp_path, shading="gouraud")
+    with pytest.raises(ValueError, match="shininess"):
+        export_dataset(trimesh.creation.box(), tmp_path, shading="phong", shininess=-1.0)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_phong_export_adds_highlights_and_lambert_is_the_default(tmp_path, exported):
+    """Lambert by name is the default byte for byte; Phong keeps the geometry and every diffuse colour and
+    only adds light, and dataset.json says which shading (and which highlights) the images have."""
+    lambert = export_dataset("torus", tmp_path / "lambert", **SMALL, shading="lambert")
+    phong = export_dataset("torus", tmp_path / "phong", **SMALL, shading="phong", k_s=0.7, shininess=20.0)
+    pngs = sorted(p.relative_to(exported) for p in exported.rglob("*.png"))
+    assert len(pngs) == 9
+    for name in pngs:
+        assert (lambert / name).read_bytes() == (exported / name).read_bytes()
+    brighter = 0
+    for split in ("train", "val", "test"):
+        diffuse, shiny = load_blender(lambert, split), load_blender(phong, split)
+        np.testing.assert_array_equal(shiny.depths, diffuse.depths)
+        np.testing.assert_array_equal(shiny.masks, diffuse.masks)
+        added = shiny.images[..., :3] - diffuse.images[..., :3]
+        assert added.min() >= 0.0
+        brighter += int((added.max(axis=-1) > 20 / 255).sum())
+    assert brighter > 20  # highlights, not rounding noise
+    info = {k: json.loads((folder / "dataset.json").read_text()) for k, folder in (("l", lambert), ("p", phong))}
+    assert (info["l"]["shading"], info["l"]["k_s"], info["l"]["shininess"]) == ("lambert", None, None)
+    assert (info["p"]["shading"], info["p"]["k_s"], info["p"]["shininess"]) == ("phong", 0.7, 20.0)
 
 
 def test_a_point_cloud_without_normals_loads_with_none(tmp_path):

@@ -7,6 +7,8 @@ from vision3d.camera import Intrinsics, look_at, project, sphere_poses, unprojec
 from vision3d.groundtruth import GroundTruth
 from vision3d.render import (
     Lighting,
+    Specular,
+    blinn_phong_specular,
     framing_radius,
     lambert_shade,
     orbit_video,
@@ -168,6 +170,75 @@ def test_colour_of_a_surface_point_does_not_depend_on_the_view(torus):
     # Pixel B samples up to half a pixel away from the point, so stripe edges differ; elsewhere the
     # colours agree (a camera-attached light would change them by tens of levels between these views).
     assert np.median(diff) <= 2 and np.percentile(diff, 75) <= 6
+
+
+def test_blinn_phong_specular_closed_form():
+    light = Lighting(ambient=0.3, directions=((0.0, 0.0, 3.0),), intensities=(0.5,))
+    spec = Specular(k_s=0.6, shininess=8.0)
+    v = np.array([np.sin(0.8), 0.0, np.cos(0.8)])  # towards the camera, 0.8 rad from the light
+    h = np.array([np.sin(0.4), 0.0, np.cos(0.4)])  # halfway between them
+    tilted = np.array([np.sin(0.1), 0.0, np.cos(0.1)])  # 0.3 rad from h
+    normals = np.stack([h, tilted, [0.0, 0.0, -1.0], [1.0, 0.0, -0.01] / np.hypot(1.0, 0.01)])
+    out = blinn_phong_specular(normals, np.tile(v, (4, 1)), light, spec)
+    np.testing.assert_allclose(out[:2], [0.6 * 0.5, 0.6 * 0.5 * np.cos(0.3) ** 8])
+    assert out[2] == 0.0  # facing away from the light
+    assert out[3] == 0.0  # n . h > 0, but the light is behind the surface: no highlight
+    with pytest.raises(ValueError, match="shininess"):
+        Specular(k_s=0.5, shininess=0.0)
+
+
+GREY_BALL = trimesh.creation.icosphere(subdivisions=5, radius=0.5)  # uncoloured: neutral grey
+ONE_LIGHT = Lighting(ambient=0.3, directions=((1.0, -0.2, 0.9),), intensities=(0.5,))
+SHINY = Specular(k_s=0.6, shininess=40.0)
+
+
+def _pixel_points(depth, intr, c2w):  # world points of the foreground pixel centres
+    i, j = np.meshgrid(np.arange(intr.width) + 0.5, np.arange(intr.height) + 0.5, indexing="xy")
+    fg = depth > 0
+    return fg, unproject(np.stack([i[fg], j[fg]], axis=1), depth[fg], intr, c2w)
+
+
+def test_phong_colour_of_a_surface_point_depends_on_the_view_and_lambert_does_not():
+    """The same surface points seen from two cameras 80 degrees apart: one colour each under Lambert,
+    tens of levels apart under Phong where one camera sees the highlight."""
+    intr = Intrinsics.from_fov(64, 64, 0.7)
+    poses = np.stack([look_at(np.array([0.3, -2.0, 0.6])), look_at(np.array([-1.6, -1.0, 0.9]))])
+    diffs = {}
+    for name, specular in (("lambert", None), ("phong", SHINY)):
+        rgba, depth = render_views(GREY_BALL, poses, intr, ONE_LIGHT, specular)
+        fg, points = _pixel_points(depth[0], intr, poses[0])
+        uv, z = project(points, intr, poses[1])
+        px = np.floor(uv).astype(int)
+        seen = np.abs(depth[1][px[:, 1], px[:, 0]] - z) < 0.01  # the point is visible in view B as well
+        assert seen.sum() > 300
+        colours_b = rgba[1][px[seen, 1], px[seen, 0], :3].astype(int)
+        diffs[name] = np.abs(rgba[0][fg][seen, :3].astype(int) - colours_b).max(axis=1)
+    assert diffs["lambert"].max() <= 4  # half a pixel of a smooth shading gradient
+    assert diffs["phong"].max() > 40 and np.percentile(diffs["phong"], 90) > 10
+
+
+def test_phong_highlight_sits_where_the_half_vector_points():
+    """The brightest pixel of a grey sphere under one light has its normal along h = (l + v) / |l + v|,
+    not along l (where Lambert is brightest); the highlight added to each pixel matches the closed form
+    evaluated with the sphere's exact normals."""
+    intr = Intrinsics.from_fov(96, 96, 0.7)
+    eye = np.array([-0.4, -2.0, 0.5])  # about 80 degrees from the light
+    c2w = look_at(eye)
+    (lambert, depth), (phong, _) = (render_views(GREY_BALL, c2w[None], intr, ONE_LIGHT, s) for s in (None, SHINY))
+    fg, points = _pixel_points(depth[0], intr, c2w)
+    normals = points / np.linalg.norm(points, axis=1, keepdims=True)
+    view = (eye - points) / np.linalg.norm(eye - points, axis=1, keepdims=True)
+    light = np.asarray(ONE_LIGHT.directions[0]) / np.linalg.norm(ONE_LIGHT.directions[0])
+    brightest = np.argmax(phong[0][fg][:, :3].astype(int).sum(axis=1))
+    h = light + view[brightest]
+    h /= np.linalg.norm(h)
+    assert np.degrees(np.arccos(np.clip(normals[brightest] @ h, -1, 1))) < 5
+    assert np.degrees(np.arccos(np.clip(normals[brightest] @ light, -1, 1))) > 30
+    added = phong[0][fg][:, :3].astype(float) - lambert[0][fg][:, :3]
+    expected = 255.0 * blinn_phong_specular(normals, view, ONE_LIGHT, SHINY)
+    error = np.abs(added - expected[:, None])
+    assert expected.max() > 70 and error.max() <= 2  # the interpolated normals are close to the exact ones
+    np.testing.assert_array_equal(phong[0][..., 3], lambert[0][..., 3])
 
 
 def test_uncoloured_mesh_is_neutral_grey():

@@ -1,0 +1,433 @@
+"""Neural radiance field: notes §12.4, "Neural radiance field" (Mildenhall et al., 2020, "NeRF").
+
+A field ``F(x, d) -> (sigma, c)`` maps a position and a viewing direction to a density and a colour;
+images are rendered with the quadrature of :func:`vision3d.volume.volume_render` and the field is fitted
+to posed images by the photometric error of random rays, on the one engine (:func:`generative.training.fit`).
+
+* :class:`NeRFNetwork` -- the notes' Figure 12.3: ``gamma(x)`` enters the MLP twice (input and a skip
+  concatenation), ``sigma`` leaves before the direction enters (density depends on position only), then a
+  feature vector and ``gamma(d)`` give the colour through a sigmoid.
+* :func:`render_rays` -- hierarchical sampling: a coarse network at stratified samples, a fine network at
+  the union of those and samples drawn from the coarse weights (inverse CDF).
+* :class:`NeRFObjective` -- ``MSE(coarse) + MSE(fine)`` of random pixels of all training views.
+* :func:`fit_nerf`, :func:`load_nerf`, :func:`render_image`, :func:`evaluate_nerf`.
+
+Choices where the paper leaves room or does not fit this project:
+
+* Samples live where the scene is: ``[near, far]`` of each ray is its intersection with the scene box
+  ``[-bound, bound]^3`` (:func:`vision3d.surface.ray_box_intersection`; ``bound`` defaults to
+  ``SCENE_BOUND``, which already has a margin around the normalised object). Rays that miss the box get
+  no density and show the background.
+* ``t`` follows :mod:`vision3d.camera` (depth along the viewing axis, directions not normalised). The
+  density is per unit of length, so the quadrature uses ``delta_i ||d||`` (as the original code); rendered
+  depth is viewing-axis depth, comparable with the datasets' depth maps.
+* The last sample's segment ends at the box exit ``far`` (not ``1e10``): with a softplus density, which is
+  never exactly 0, ``1e10`` would make every ray opaque and hide the background.
+* ``sigma = softplus(raw + density_bias)`` with ``density_bias = -1`` by default (as mip-NeRF): smooth,
+  non-zero gradient for empty space, and a half-transparent start (``softplus(-1) ~ 0.31``). ``relu``
+  (the paper's choice) is available.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from envs.io.run import RunFolder
+from generative.training import FitConfig, resolve_device, seed_everything
+from vision3d import SCENE_BOUND
+from vision3d.camera import Intrinsics, image_rays, pixel_rays
+from vision3d.dataset import load_blender
+from vision3d.fields import Reconstruction, fit_image_model, load_image_model
+from vision3d.metrics import psnr
+from vision3d.surface import ray_box_intersection
+from vision3d.volume import (
+    RenderResult,
+    merge_samples,
+    midpoints_to_bins,
+    positional_encoding,
+    sample_pdf,
+    stratified_samples,
+    volume_render,
+)
+
+
+def _default_fit() -> FitConfig:
+    return FitConfig(steps=2000, lr=5e-4, lr_min_ratio=0.1)
+
+
+@dataclass
+class NeRFConfig:
+    """NeRF hyperparameters: optimisation, networks, sampling, data and rendering."""
+
+    fit: FitConfig = field(default_factory=_default_fit)
+    """Optimisation (steps, learning rate, seed, device, logging)."""
+    depth: int = 8
+    """Linear layers of the position MLP (the paper: 8)."""
+    width: int = 256
+    """Width ``W`` of the position MLP; the colour branch has ``W / 2`` (the paper: 256)."""
+    skip: int | None = 4
+    """``gamma(x)`` is concatenated to the output of this layer (0-based; the paper: the fifth); None: no skip."""
+    levels: int = 10
+    """Frequencies ``L`` of the position encoding (the paper: 10)."""
+    dir_levels: int = 4
+    """Frequencies ``L'`` of the direction encoding (the paper: 4)."""
+    density_activation: Literal["softplus", "relu"] = "softplus"
+    """``sigma = softplus(raw + density_bias)`` or ``relu(raw + density_bias)`` (the paper: relu, bias 0)."""
+    density_bias: float = -1.0
+    """Shift of the raw density before the activation."""
+    n_coarse: int = 64
+    """Stratified samples per ray of the coarse network."""
+    n_fine: int = 128
+    """Samples per ray drawn from the coarse weights; the fine network sees ``n_coarse + n_fine``. 0: coarse only."""
+    coarse_only: bool = False
+    """Train and render the coarse network only (no hierarchical sampling, no fine network)."""
+    rays: int = 1024
+    """Random training pixels (rays) per step, drawn from all training views."""
+    perturb: bool = True
+    """Jitter the stratified samples and draw the fine samples at random when training (rendering never does)."""
+    bound: float = SCENE_BOUND
+    """Half-width of the box ``[-bound, bound]^3`` whose intersection with each ray is its ``[near, far]``."""
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Colour behind the scene: the images are composited on it (``load_blender``) and so is every render."""
+    size: int = 64
+    """Training images are resized to ``size x size`` pixels."""
+    max_views: int = 100
+    """Use at most this many training views."""
+    surface_density: float = 50.0
+    """Density of the level set that ``FittedShape.sdf`` puts at 0 (for marching cubes)."""
+
+    def __post_init__(self) -> None:
+        if min(self.depth, self.width, self.n_coarse, self.rays, self.size, self.max_views) < 1:
+            raise ValueError(
+                f"depth, width, n_coarse, rays, size and max_views must be >= 1; got depth={self.depth}, "
+                f"width={self.width}, n_coarse={self.n_coarse}, rays={self.rays}, size={self.size}, "
+                f"max_views={self.max_views}"
+            )
+        if min(self.n_fine, self.levels, self.dir_levels) < 0:
+            raise ValueError(f"n_fine, levels, dir_levels must be >= 0, got {self.n_fine}, {self.levels}, "
+                             f"{self.dir_levels}")
+        if self.skip is not None and not 0 <= self.skip < self.depth - 1:
+            raise ValueError(f"skip must be None or in [0, depth - 1) = [0, {self.depth - 1}), got {self.skip}")
+        if self.bound <= 0 or self.surface_density <= 0:
+            raise ValueError(f"bound and surface_density must be positive, got {self.bound}, {self.surface_density}")
+        if len(self.background) != 3 or not all(0.0 <= c <= 1.0 for c in self.background):
+            raise ValueError(f"background must be an RGB triple in [0, 1], got {self.background}")
+
+    @property
+    def hierarchical(self) -> bool:
+        """Whether a fine network renders at coarse + fine samples."""
+        return not self.coarse_only and self.n_fine > 0
+
+
+class NeRFNetwork(nn.Module):
+    """The NeRF MLP of the notes' Figure 12.3 (Mildenhall et al., Fig. 7).
+
+    ``gamma(x)`` (``3 + 6 L`` values with the raw ``x``) feeds ``depth`` ReLU layers of ``width``; it is
+    concatenated again to the output of layer ``skip``. A linear head gives ``sigma`` from that trunk alone,
+    so the density cannot depend on the direction. A linear feature layer, concatenated with ``gamma(d)``
+    (``3 + 6 L'``), feeds one ReLU layer of ``width / 2`` and a sigmoid colour head.
+    """
+
+    def __init__(self, config: NeRFConfig) -> None:
+        super().__init__()
+        self.levels, self.dir_levels, self.skip = config.levels, config.dir_levels, config.skip
+        self.activation, self.density_bias = config.density_activation, config.density_bias
+        self.pos_dim, self.dir_dim = 3 + 6 * config.levels, 3 + 6 * config.dir_levels
+        w = config.width
+        dims_in = [self.pos_dim] + [w + self.pos_dim if i - 1 == config.skip else w for i in range(1, config.depth)]
+        self.layers = nn.ModuleList(nn.Linear(d, w) for d in dims_in)
+        self.sigma_head = nn.Linear(w, 1)
+        self.feature = nn.Linear(w, w)
+        self.view = nn.Linear(w + self.dir_dim, max(w // 2, 1))
+        self.rgb_head = nn.Linear(max(w // 2, 1), 3)
+
+    def trunk(self, x: Tensor) -> Tensor:  # [N, 3] -> [N, W]
+        """The position MLP's last activation."""
+        gamma_x = positional_encoding(x, self.levels, include_input=True)  # [N, pos_dim]
+        h = gamma_x
+        for i, layer in enumerate(self.layers):
+            h = F.relu(layer(h))
+            if i == self.skip:
+                h = torch.cat([h, gamma_x], dim=-1)
+        return h
+
+    def sigma_from(self, h: Tensor) -> Tensor:  # [N, W] -> [N]
+        raw = self.sigma_head(h)[:, 0] + self.density_bias
+        return F.softplus(raw) if self.activation == "softplus" else F.relu(raw)
+
+    def density(self, points: Tensor) -> Tensor:  # [N, 3] -> [N]
+        """``sigma(x) >= 0`` alone (no colour branch), e.g. for marching cubes."""
+        _check_points(points, "points")
+        return self.sigma_from(self.trunk(points))
+
+    def forward(self, points: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:  # [N, 3], [N, 3] unit
+        """Density ``sigma`` ``[N]`` (``>= 0``) and colour ``[N, 3]`` (in ``[0, 1]``) at ``points`` seen along ``dirs``."""
+        _check_points(points, "points")
+        if dirs.shape != points.shape:
+            raise ValueError(f"dirs must have the shape of points, {tuple(points.shape)}, got {tuple(dirs.shape)}")
+        h = self.trunk(points)
+        gamma_d = positional_encoding(dirs, self.dir_levels, include_input=True)  # [N, dir_dim]
+        v = F.relu(self.view(torch.cat([self.feature(h), gamma_d], dim=-1)))
+        return self.sigma_from(h), torch.sigmoid(self.rgb_head(v))
+
+
+class NeRFModel(nn.Module):
+    """The coarse and (unless ``coarse_only``) fine networks of one scene."""
+
+    def __init__(self, config: NeRFConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.coarse = NeRFNetwork(config)
+        self.fine = NeRFNetwork(config) if config.hierarchical else None
+
+    def density(self, points: Tensor) -> Tensor:  # [N, 3] -> [N]
+        """Density of the network that renders the final image (the fine one when there is one)."""
+        return (self.fine or self.coarse).density(points)
+
+    def sdf(self, points: Tensor) -> Tensor:  # [N, 3] -> [N]
+        """``surface_density - sigma``: negative inside the level set ``sigma = surface_density``."""
+        return self.config.surface_density - self.density(points)
+
+
+class RaysOutput(NamedTuple):
+    """What :func:`render_rays` returns for ``R`` rays."""
+
+    coarse: RenderResult
+    fine: RenderResult | None  # None when coarse only
+    t_coarse: Tensor  # [R, Sc] stratified samples (viewing-axis depth)
+    t_fine: Tensor | None  # [R, Sf] samples drawn from the coarse weights (without the coarse ones)
+
+    @property
+    def final(self) -> RenderResult:
+        """The render to show: the fine one when there is one."""
+        return self.fine if self.fine is not None else self.coarse
+
+
+def near_far(rays_o: Tensor, rays_d: Tensor, bound: float) -> tuple[Tensor, Tensor, Tensor]:  # [R, 3] each
+    """``near``, ``far`` ``[R]`` of each ray in the box ``[-bound, bound]^3`` and ``hit`` ``[R]``; a ray that
+    misses gets a short interval at its origin (``far = near + 1e-3``), whose density :func:`render_rays` zeroes."""
+    box = ray_box_intersection(rays_o, rays_d, bound)
+    far = torch.where(box.hit, box.far, box.near + 1e-3)
+    return box.near, far, box.hit
+
+
+def _render_samples(
+    network: NeRFNetwork,
+    rays_o: Tensor,  # [R, 3]
+    rays_d: Tensor,  # [R, 3]
+    t: Tensor,  # [R, S]
+    far: Tensor,  # [R]
+    hit: Tensor,  # [R] bool
+    background: Tensor,  # [3]
+) -> RenderResult:
+    r, s = t.shape
+    points = rays_o[:, None, :] + t[..., None] * rays_d[:, None, :]  # [R, S, 3]
+    norm = torch.linalg.vector_norm(rays_d, dim=-1, keepdim=True)  # [R, 1]
+    dirs = (rays_d / norm)[:, None, :].expand(r, s, 3)
+    sigma, rgb = network(points.reshape(-1, 3), dirs.reshape(-1, 3))
+    sigma = sigma.reshape(r, s) * hit[:, None].to(sigma.dtype)
+    # A last, empty sample at `far` closes the last segment at the box exit; lengths in world units.
+    t_ext = torch.cat([t, far[:, None]], dim=1) * norm  # [R, S + 1]
+    sigma_ext = torch.cat([sigma, torch.zeros_like(sigma[:, :1])], dim=1)
+    rgb_ext = torch.cat([rgb.reshape(r, s, 3), rgb.new_zeros(r, 1, 3)], dim=1)
+    out = volume_render(sigma_ext, rgb_ext, t_ext, background=background)
+    return RenderResult(out.rgb, out.depth / norm[:, 0], out.opacity, out.weights[:, :s])
+
+
+def _device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """``generator`` itself on its own device; elsewhere a generator there seeded from it (reproducible)."""
+    if generator is None or generator.device.type == device.type:
+        return generator
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    return torch.Generator(device).manual_seed(seed)
+
+
+def render_rays(
+    coarse: NeRFNetwork,
+    fine: NeRFNetwork | None,
+    rays_o: Tensor,  # [R, 3]
+    rays_d: Tensor,  # [R, 3] as pixel_rays gives them (not normalised)
+    near: Tensor,  # [R]
+    far: Tensor,  # [R]
+    config: NeRFConfig,
+    generator: torch.Generator | None,
+    perturb: bool,
+    hit: Tensor | None = None,  # [R] bool; None: every ray has its interval
+) -> RaysOutput:
+    """Render rays with hierarchical sampling (Mildenhall et al., §5.2; the notes' "sample more in positions
+    with higher weight"): the coarse network at ``n_coarse`` stratified samples of ``[near, far]``, then the
+    fine network at those and ``n_fine`` samples from the piecewise-constant pdf of the coarse weights.
+
+    ``perturb`` False uses bin midpoints and evenly spaced CDF samples (deterministic rendering). ``fine``
+    None, ``config.coarse_only`` or ``n_fine = 0`` render the coarse pass only.
+    """
+    r = rays_o.shape[0]
+    if rays_o.shape != (r, 3) or rays_d.shape != (r, 3) or near.shape != (r,) or far.shape != (r,):
+        raise ValueError(
+            f"rays_o and rays_d must be [R, 3], near and far [R]; got {tuple(rays_o.shape)}, {tuple(rays_d.shape)}, "
+            f"{tuple(near.shape)}, {tuple(far.shape)}"
+        )
+    hit = torch.ones(r, dtype=torch.bool, device=rays_o.device) if hit is None else hit
+    background = torch.tensor(config.background, dtype=rays_o.dtype, device=rays_o.device)
+    gen = _device_generator(generator, rays_o.device)
+    t_coarse = stratified_samples(near, far, config.n_coarse, gen, perturb=perturb)  # [R, Sc]
+    coarse_out = _render_samples(coarse, rays_o, rays_d, t_coarse, far, hit, background)
+    if fine is None or not config.hierarchical:
+        return RaysOutput(coarse_out, None, t_coarse, None)
+    bins = midpoints_to_bins(t_coarse, near, far)  # [R, Sc + 1]
+    t_fine = sample_pdf(bins, coarse_out.weights, config.n_fine, gen, deterministic=not perturb).detach()
+    fine_out = _render_samples(fine, rays_o, rays_d, merge_samples(t_coarse, t_fine), far, hit, background)
+    return RaysOutput(coarse_out, fine_out, t_coarse, t_fine)
+
+
+def nerf_loss(out: RaysOutput, target: Tensor) -> tuple[Tensor, dict[str, float]]:  # target: [R, 3]
+    """``MSE(coarse) + MSE(fine)`` (the paper's loss, squared error averaged over rays and channels)."""
+    mse_coarse = F.mse_loss(out.coarse.rgb, target)
+    terms = {"mse_coarse": float(mse_coarse.detach())}
+    loss = mse_coarse
+    if out.fine is not None:
+        mse_fine = F.mse_loss(out.fine.rgb, target)
+        terms["mse_fine"] = float(mse_fine.detach())
+        loss = loss + mse_fine
+    mse = terms.get("mse_fine", terms["mse_coarse"])
+    terms["psnr"] = -10.0 * float(np.log10(max(mse, 1e-12)))
+    return loss, terms
+
+
+class NeRFObjective:
+    """``generative.training.Objective`` of NeRF: ``rays`` random pixels of all training views per step."""
+
+    def __init__(
+        self,
+        model: NeRFModel,
+        rays_o: Tensor,  # [P, 3] every training pixel's ray
+        rays_d: Tensor,  # [P, 3]
+        rgb: Tensor,  # [P, 3] its colour on the background
+    ) -> None:
+        p = rays_o.shape[0]
+        if rays_o.shape != (p, 3) or rays_d.shape != (p, 3) or rgb.shape != (p, 3):
+            raise ValueError(f"rays_o, rays_d and rgb must be [P, 3]; got {tuple(rays_o.shape)}, "
+                             f"{tuple(rays_d.shape)}, {tuple(rgb.shape)}")
+        self.model, self.config = model, model.config
+        self.rays_o, self.rays_d, self.rgb = rays_o, rays_d, rgb
+        self.near, self.far, self.hit = near_far(rays_o, rays_d, self.config.bound)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"nerf": self.model}
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": list(self.model.parameters())}]
+
+    def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        idx = torch.randint(self.rays_o.shape[0], (self.config.rays,), generator=generator).to(self.rays_o.device)
+        out = render_rays(self.model.coarse, self.model.fine, self.rays_o[idx], self.rays_d[idx], self.near[idx],
+                          self.far[idx], self.config, generator, self.config.perturb, self.hit[idx])
+        return nerf_loss(out, self.rgb[idx])
+
+
+def training_rays(data: Path, config: NeRFConfig, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Origins, directions and colours ``[P, 3]`` of every pixel of the training views (``size``, ``max_views``)."""
+    views = load_blender(data, "train", background=config.background, size=config.size, max_views=config.max_views)
+    origins, directions = image_rays(views.intrinsics, views.poses)
+
+    def flat(a: np.ndarray) -> Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device).reshape(-1, 3)
+
+    return flat(origins), flat(directions), flat(views.rgb)
+
+
+def fit_nerf(
+    data: Path, run_dir: Path | RunFolder, config: NeRFConfig | None = None, resume: bool = False
+) -> Reconstruction:
+    """Fit NeRF to the training views of a Blender-layout dataset at ``data``; see the module docstring.
+
+    Writes ``run_dir/nerf_config.json`` (to rebuild the model, :func:`load_nerf`) besides what
+    ``generative.training.fit`` writes. Returns the model and one shape whose ``sdf`` is ``surface_density - sigma``.
+    """
+    config = config or NeRFConfig()
+    data = Path(data)
+    if not (data / "transforms_train.json").exists():
+        raise ValueError(f"data must be a dataset folder with transforms_train.json, got {data}")
+    seed_everything(config.fit.seed)
+    device = resolve_device(config.fit.device)
+    model = NeRFModel(config).to(device)
+    objective = NeRFObjective(model, *training_rays(data, config, device))
+    return fit_image_model(objective, model, config, run_dir, resume, "nerf", data.name, device)
+
+
+def load_nerf(run_dir: Path, device: str = "cpu") -> NeRFModel:
+    """The model of a finished (or checkpointed) :func:`fit_nerf` run."""
+    return load_image_model(run_dir, NeRFConfig, NeRFModel, "nerf", device)  # type: ignore[return-value]
+
+
+class NeRFImage(NamedTuple):
+    """One rendered view."""
+
+    rgb: np.ndarray  # [H, W, 3] float32 in [0, 1], on the config's background
+    depth: np.ndarray  # [H, W] float32 expected viewing-axis depth sum_i w_i t_i (not divided by the opacity)
+    opacity: np.ndarray  # [H, W] float32 accumulated opacity sum_i w_i
+
+
+@torch.no_grad()
+def render_image(
+    model: NeRFModel,
+    pose: np.ndarray,  # [4, 4] camera-to-world
+    intrinsics: Intrinsics,
+    config: NeRFConfig | None = None,
+    chunk: int = 4096,
+) -> NeRFImage:
+    """Render one view deterministically (no jitter, evenly spaced fine samples), ``chunk`` rays at a time."""
+    config = config or model.config
+    device = next(model.parameters()).device
+    origins, directions = pixel_rays(intrinsics, pose)
+    o = torch.as_tensor(origins.reshape(-1, 3), device=device)
+    d = torch.as_tensor(directions.reshape(-1, 3), device=device)
+    near, far, hit = near_far(o, d, config.bound)
+    parts = []
+    for s in slice_chunks(o.shape[0], chunk):
+        out = render_rays(model.coarse, model.fine, o[s], d[s], near[s], far[s], config, None, False, hit[s]).final
+        parts.append((out.rgb, out.depth, out.opacity))
+    rgb, depth, opacity = (torch.cat(p).float().cpu().numpy() for p in zip(*parts))
+    h, w = intrinsics.height, intrinsics.width
+    return NeRFImage(rgb.reshape(h, w, 3), depth.reshape(h, w), opacity.reshape(h, w))
+
+
+def slice_chunks(n: int, chunk: int) -> list[slice]:
+    """``[0, n)`` in slices of at most ``chunk``."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return [slice(i, min(i + chunk, n)) for i in range(0, n, chunk)]
+
+
+class NeRFEvaluation(NamedTuple):
+    """Novel-view quality of a NeRF on a dataset split."""
+
+    psnr: float  # of all pixels of all views, pooled
+    views: int
+
+
+def evaluate_nerf(
+    model: NeRFModel | Path, data: Path, split: Literal["train", "val", "test"] = "test", size: int | None = None,
+    max_views: int | None = None, chunk: int = 4096,
+) -> NeRFEvaluation:
+    """PSNR of ``model`` (or the run folder of :func:`fit_nerf`) on ``data``'s ``split`` at ``size`` (default:
+    the training size), both on the config's background."""
+    if not isinstance(model, NeRFModel):
+        model = load_nerf(Path(model))
+    config = model.config
+    views = load_blender(Path(data), split, background=config.background, size=size or config.size,
+                         max_views=max_views)
+    rendered = np.stack([render_image(model, pose, views.intrinsics, config, chunk).rgb for pose in views.poses])
+    return NeRFEvaluation(psnr(rendered, views.rgb), len(views.poses))
+
+
+def _check_points(points: Tensor, name: str) -> None:
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"{name} must have shape [N, 3], got {tuple(points.shape)}")
