@@ -9,34 +9,48 @@ distance (``extraction``), the metrics of ``metrics.evaluate_mesh`` against the 
 folder also holds ``config.json`` (this command, resolved), which ``--resume`` reads back.
 
 A folder without ``mesh.ply`` (a user's own NeRF-synthetic scene) still fits with the methods that learn
-from its images (DVR); its geometry metrics are then null. Each method names the files it needs
+from its images (DVR, NeRF); its geometry metrics are then null.
+
+Methods that render images (NeRF; ``Method.images``) are also scored on the test views
+(:func:`vision3d.appearance.evaluate_views`: ``appearance`` in ``metrics.json`` with PSNR, SSIM and frames per
+second, ``RUN/test_renders/<i>.png``), and their ``orbit.mp4`` is a turntable of their own novel views with
+``orbit_depth.mp4`` beside it (:func:`vision3d.appearance.orbit_videos`) instead of one of the mesh. Each method names the files it needs
 (``Method.needs``), and ``check_fit_args`` refuses a folder without them before training.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
+import numpy as np
+import torch
 import tyro
 
 from envs.io.cli import config_command, subcommands
 from envs.io.files import atomic_write_json
 from envs.io.run import RunFolder
 from generative.training import command_args, distributed, resolve_device, set_threads
-from vision3d.dataset import ExportConfig, export_dataset, load_mesh
+from vision3d.appearance import RenderFn, evaluate_views, orbit_videos
+from vision3d.camera import Intrinsics
+from vision3d.dataset import BlenderDataset, ExportConfig, export_dataset, load_blender, load_mesh
 from vision3d.deepsdf import DeepSDFConfig, fit_deepsdf
 from vision3d.dvr import DVRConfig, evaluate_dvr, fit_dvr
 from vision3d.extraction import extract_mesh, save_mesh
 from vision3d.fields import FittedShape, Reconstruction
+from vision3d.gaussians import Gaussians
 from vision3d.igr import IGRConfig, fit_igr
 from vision3d.metrics import MeshMetrics, evaluate_mesh
+from vision3d.nerf import NeRFConfig, fit_nerf, render_image
 from vision3d.occupancy import OccupancyConfig, fit_occupancy
 from vision3d.render import orbit_video
 from vision3d.shapes import SHAPES, load_shape
+from vision3d.splat_training import SplatConfig, fit_gaussians
+from vision3d.splatting import render as render_gaussians
 
 METRIC_KEYS = ("iou", "chamfer_l1", "normal_consistency", "fscore")
 RESOLUTION_RANGE = (8, 512)
@@ -74,10 +88,11 @@ class FitArgs:
     method: ClassVar[str] = ""
 
     data: tuple[Path, ...]
-    """Dataset folder(s) written by ``render`` (DeepSDF and occupancy take several, one per shape); for DVR,
-    any NeRF Blender-layout folder (without mesh.ply there are no geometry metrics)."""
+    """Dataset folder(s) written by ``render`` (DeepSDF and occupancy take several, one per shape); for DVR and
+    NeRF, any NeRF Blender-layout folder (without mesh.ply there are no geometry metrics)."""
     out: Path
-    """Run folder: config.json, mesh.ply, metrics.json, orbit.mp4, metrics.csv and checkpoint.pt."""
+    """Run folder: config.json, mesh.ply, metrics.json, orbit.mp4, metrics.csv and checkpoint.pt (NeRF adds
+    test_renders/ and orbit_depth.mp4)."""
     steps: int | None = None
     """Optimisation steps; default: the method's own (``--config.fit.steps``)."""
     seed: int | None = None
@@ -94,6 +109,13 @@ class FitArgs:
     """Print metrics.json."""
 
 
+class Images(NamedTuple):
+    """How a method that renders images is scored: its render function and the test views it is scored on."""
+
+    render: RenderFn
+    views: BlenderDataset  # the test split, composited on the method's background, at its resolution
+
+
 class Method(NamedTuple):
     """One reconstruction method: its config, its fitting function and what the command line says of it."""
 
@@ -103,12 +125,52 @@ class Method(NamedTuple):
     several: bool  # several datasets, one code per shape
     needs: tuple[str, ...]  # the files of a dataset folder the method learns (and evaluate scores) from
     evaluate: Callable[[Reconstruction, list[Path]], dict[str, Any]] | None = None  # extra metrics
+    images: Callable[[Reconstruction, Path], Images] | None = None  # methods that render images (one dataset)
 
 
 def _single(data: Sequence[Path], method: str) -> Path:
     if len(data) != 1:
         raise ValueError(f"--data: {method} fits one dataset, got {len(data)} folders")
     return data[0]
+
+
+class FittedSplats(NamedTuple):
+    """The model of a ``fit gaussians`` run: the final Gaussians and the config they render with."""
+
+    gaussians: Gaussians
+    config: SplatConfig
+
+
+class SplatView(NamedTuple):
+    """One rendered view of Gaussians, as :mod:`vision3d.appearance` takes it."""
+
+    rgb: np.ndarray  # [H, W, 3] float32 in [0, 1], on the background
+    depth: np.ndarray  # [H, W] float32 sum_i d_i alpha_i T_i (0 where nothing was drawn)
+
+
+def _fit_gaussians(data: Sequence[Path], run: RunFolder, config: SplatConfig, resume: bool) -> Reconstruction:
+    """Gaussians have no implicit surface to extract: no shapes (geometry metrics null), the splats are the model."""
+    fitted = fit_gaussians(_single(data, "gaussians"), run, config, resume)
+    return Reconstruction([], FittedSplats(fitted.gaussians, config))  # type: ignore[arg-type]
+
+
+def _gaussian_images(reconstruction: Reconstruction, data: Path) -> Images:
+    gaussians, config = reconstruction.model  # type: ignore[misc]
+    background = torch.tensor(config.background, dtype=gaussians.means.dtype, device=gaussians.means.device)
+    views = load_blender(data, "test", background=config.background, size=config.size)
+
+    @torch.no_grad()
+    def render_view(pose: np.ndarray, intrinsics: Intrinsics) -> SplatView:
+        out = render_gaussians(gaussians, pose, intrinsics, background, config.sh_degree, config.tile)
+        return SplatView(out.image.float().cpu().numpy(), out.depth.float().cpu().numpy())
+
+    return Images(render_view, views)
+
+
+def _nerf_images(reconstruction: Reconstruction, data: Path) -> Images:
+    model = reconstruction.model
+    views = load_blender(data, "test", background=model.config.background, size=model.config.size)
+    return Images(lambda pose, intrinsics: render_image(model, pose, intrinsics), views)
 
 
 METHODS: dict[str, Method] = {
@@ -127,6 +189,19 @@ METHODS: dict[str, Method] = {
         "DVR (notes §12.3): shape and texture from posed images and masks only, through the secant method.",
         several=False, needs=("transforms_train.json", "transforms_test.json"),
         evaluate=lambda rec, data: {"dvr": evaluate_dvr(rec.model, data[0])._asdict()}),
+    "nerf": Method(
+        NeRFConfig, lambda data, run, config, resume: fit_nerf(_single(data, "nerf"), run, config, resume),
+        "NeRF (notes §12.4): a radiance field from posed images by volume rendering, hierarchical sampling; the "
+        "mesh is the level set sigma = --config.surface-density.",
+        several=False, needs=("transforms_train.json", "transforms_test.json"),
+        evaluate=lambda rec, data: {"density_threshold": rec.model.config.surface_density},
+        images=_nerf_images),
+    "gaussians": Method(
+        SplatConfig, _fit_gaussians,
+        "3D Gaussian splatting (notes §12.5): Gaussians from points.ply (or random), projected and composited by "
+        "the tiled rasteriser, densified and pruned every 100 steps; writes point_cloud.ply.",
+        several=False, needs=("transforms_train.json", "transforms_test.json"),
+        evaluate=lambda rec, data: {"n_gaussians": len(rec.model.gaussians)}, images=_gaussian_images),
 }
 
 
@@ -197,8 +272,16 @@ def reconstruct(
     shape: FittedShape, reference: Path | None, folder: Path, resolution: int, video: bool, seed: int = 0
 ) -> dict[str, float | None]:
     """Marching cubes of ``shape`` into ``folder/mesh.ply``, its metrics against the mesh file ``reference``
-    (every one None when there is none: a dataset without ground-truth geometry), a video."""
-    mesh = extract_mesh(shape.sdf, resolution=resolution)
+    (every one None when there is none: a dataset without ground-truth geometry), a video. A field with no
+    surface at all (e.g. a radiance field whose density never reaches the threshold) keeps its run: the
+    geometry metrics are None and stderr says why."""
+    try:
+        mesh = extract_mesh(shape.sdf, resolution=resolution)
+    except ValueError as err:
+        if "no surface" not in str(err):
+            raise
+        print(f"note: {shape.name}: {err}; no mesh.ply, geometry metrics are null", file=sys.stderr)
+        return MeshMetrics.absent().to_dict()
     save_mesh(mesh, folder / "mesh.ply")
     if video:
         orbit_video(mesh, folder / "orbit.mp4")
@@ -222,15 +305,18 @@ def fit(args: FitArgs, progress: Callable[[str], None] = lambda _: None) -> dict
         if not main:  # the other processes of a torchrun launch only help to train
             return {}
         fit_seconds = time.perf_counter() - start
+        images = None if method.images is None else method.images(reconstruction, args.data[0])
         references = {folder.name: folder for folder in args.data}
         per_shape: dict[str, dict[str, float | None]] = {}
         for shape in reconstruction.shapes:
             folder = args.out if len(reconstruction.shapes) == 1 else args.out / "shapes" / shape.name
             progress(f"marching cubes and metrics: {shape.name}")
             per_shape[shape.name] = reconstruct(shape, references[shape.name] / "mesh.ply", folder, args.resolution,
-                                                args.video)
+                                                args.video and images is None)
         summary: dict[str, Any] = {"method": args.method, "data": [str(p) for p in args.data]}
-        if len(per_shape) == 1:
+        if not per_shape:  # no implicit surface (Gaussians)
+            summary.update(MeshMetrics.absent().to_dict())
+        elif len(per_shape) == 1:
             summary.update(next(iter(per_shape.values())))
         else:
             summary.update({key: _mean([m[key] for m in per_shape.values()]) for key in METRIC_KEYS})
@@ -239,10 +325,21 @@ def fit(args: FitArgs, progress: Callable[[str], None] = lambda _: None) -> dict
             summary["shapes"] = per_shape
         if method.evaluate is not None:
             summary.update(method.evaluate(reconstruction, list(args.data)))
+        if images is not None:
+            progress("test views")
+            summary["appearance"] = evaluate_views(images.render, images.views, args.out).to_dict()
+            if args.video:
+                progress("orbit videos")
+                orbit_videos(images.render, images.views.intrinsics, args.out, radius=camera_radius(images.views))
         summary.update({"resolution": args.resolution, "fit_seconds": round(fit_seconds, 1),
                         "seconds": round(time.perf_counter() - start, 1)})
         atomic_write_json(args.out / "metrics.json", summary)
     return summary
+
+
+def camera_radius(views: BlenderDataset) -> float:
+    """Median distance of the views' cameras from the origin (the orbit videos' radius)."""
+    return float(np.median(np.linalg.norm(views.poses[:, :3, 3], axis=1)))
 
 
 def _mean(values: list[float | None]) -> float | None:
