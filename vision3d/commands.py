@@ -123,7 +123,8 @@ class Method(NamedTuple):
     fit: Callable[[list[Path], RunFolder, Any, bool], Reconstruction]
     summary: str
     several: bool  # several datasets, one code per shape
-    needs: tuple[str, ...]  # the files of a dataset folder the method learns (and evaluate scores) from
+    needs: tuple[str, ...] | Callable[[Any], tuple[str, ...]]  # the files a dataset folder must hold (or, given
+    # the method's config, which files)
     evaluate: Callable[[Reconstruction, list[Path]], dict[str, Any]] | None = None  # extra metrics
     images: Callable[[Reconstruction, Path], Images] | None = None  # methods that render images (one dataset)
 
@@ -200,7 +201,8 @@ METHODS: dict[str, Method] = {
         SplatConfig, _fit_gaussians,
         "3D Gaussian splatting (notes §12.5): Gaussians from points.ply (or random), projected and composited by "
         "the tiled rasteriser, densified and pruned every 100 steps; writes point_cloud.ply.",
-        several=False, needs=("transforms_train.json", "transforms_test.json"),
+        several=False, needs=lambda config: ("transforms_train.json", "transforms_test.json",
+                                             *(("points.ply",) if config.init == "points" else ())),
         evaluate=lambda rec, data: {"n_gaussians": len(rec.model.gaussians)}, images=_gaussian_images),
 }
 
@@ -257,7 +259,8 @@ def check_fit_args(args: FitArgs) -> None:
     for folder in args.data:
         if not folder.is_dir():
             raise ValueError(f"--data: {folder} does not exist (write datasets with `python -m vision3d render`)")
-        for name in METHODS[args.method].needs:
+        needs = METHODS[args.method].needs
+        for name in needs(args.config) if callable(needs) else needs:  # type: ignore[attr-defined]
             if not (folder / name).exists():
                 raise ValueError(f"--data: {folder} has no {name}, which fit {args.method} needs "
                                  "(write datasets with `python -m vision3d render`)")

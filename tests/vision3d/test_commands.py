@@ -172,7 +172,7 @@ def test_a_field_without_a_surface_keeps_its_run_and_reports_null_geometry(capsy
 
 
 @pytest.mark.parametrize(("method", "missing"), [("occupancy", "samples.npz"), ("deepsdf", "samples.npz"),
-                                                 ("igr", "points.ply")])
+                                                 ("igr", "points.ply"), ("gaussians", "points.ply")])
 def test_fit_from_3d_supervision_names_the_missing_file(tmp_path, images_only, method, missing):
     with pytest.raises(ValueError) as info:
         main(["fit", method, "--data", str(images_only), "--out", str(tmp_path / "r"), "--steps", "5"])
