@@ -47,7 +47,7 @@ from vision3d.dataset import load_blender, load_point_cloud
 from vision3d.gaussians import SH_MAX_DEGREE, Gaussians, quaternion_to_rotation, rgb_to_sh0, splat_inputs
 from vision3d.metrics import psnr
 from vision3d.splat_ply import SplatArrays, read_splat_ply, write_splat_ply
-from vision3d.splatting import DEFAULT_TILE, rasterize_tiles
+from vision3d.splatting import DEFAULT_TILE, rasterize_tiles, render
 
 #: Names of the optimised tensors, in a fixed order (checkpoints and the Adam moments follow it).
 PARAMS = ("means", "log_scales", "quaternions", "opacity_logits", "sh_dc", "sh_rest")
@@ -536,12 +536,8 @@ def render_views(gaussians: Gaussians, poses: Tensor, intrinsics: Intrinsics, co
                  sh_degree: int | None = None) -> np.ndarray:  # [V, 4, 4] -> [V, H, W, 3] float32
     """Renders of ``gaussians`` from every pose on the config's background (all SH bands by default)."""
     background = torch.tensor(config.background, dtype=gaussians.means.dtype, device=gaussians.means.device)
-    images = []
-    for pose in poses:
-        projection, colors, opacities = splat_inputs(gaussians, pose, intrinsics, sh_degree)
-        images.append(rasterize_tiles(projection, colors, opacities, intrinsics.width, intrinsics.height, background,
-                                      config.tile).image.float().cpu().numpy())
-    return np.stack(images)
+    return np.stack([render(gaussians, pose, intrinsics, background, sh_degree, config.tile).image.float().cpu().numpy()
+                     for pose in poses])
 
 
 def training_views(data: Path, config: SplatConfig, device: torch.device, split: str = "train") -> TrainingViews:
