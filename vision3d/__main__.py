@@ -1,22 +1,38 @@
-"""``python -m vision3d render | fit <method> | eval | demo`` (see ``--help`` of each)."""
+"""``python -m vision3d render | fit <method> | eval | compare | demo`` (see ``--help`` of each)."""
 
 from __future__ import annotations
+
+import json
+import sys
 
 from envs.io.cli import parse, report, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vision3d.commands import Eval, FitCommand, Render, evaluate, fit, render
+    from vision3d.commands import Eval, FitCommand, Render, evaluate, fit, fit_command_with_preset, render
+    from vision3d.compare import Compare, run_compare
     from vision3d.demo import Demo, run_demo
 
-    commands = {"render": Render, "fit": FitCommand, "eval": Eval, "demo": Demo}
-    args = parse(commands, argv, "python -m vision3d", "3D reconstruction (notes §12): render datasets, fit implicit surfaces, evaluate meshes.")
+    commands = {"render": Render, "fit": FitCommand, "eval": Eval, "compare": Compare, "demo": Demo}
+    description = ("3D reconstruction (notes §12): render datasets, fit implicit surfaces, radiance fields and "
+                   "Gaussians, evaluate meshes, compare every method on one scene.")
+    args = parse(commands, argv, "python -m vision3d", description)
+    preset = getattr(getattr(args, "method", None), "preset", "paper")
+    if isinstance(args, FitCommand) and preset != "paper":  # again, from the preset: --config.* options change it
+        args = parse({**commands, "fit": fit_command_with_preset(preset)}, argv, "python -m vision3d", description)
     if isinstance(args, Render):
         report(render(args), args.json)
     elif isinstance(args, FitCommand):
         report(fit(args.method), args.method.json)
     elif isinstance(args, Eval):
         report(evaluate(args), args.json)
+    elif isinstance(args, Compare):
+        say = (lambda text: print(text, file=sys.stderr)) if args.progress else (lambda _: None)
+        run_compare(args, say=say)
+        if args.json:  # comparison.json on one line
+            print(json.dumps(json.loads((args.out / "comparison.json").read_text())))
+        else:
+            print((args.out / "comparison.md").read_text(), end="")
     else:
         run_demo(args)
     return 0

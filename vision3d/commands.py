@@ -16,10 +16,16 @@ Methods that render images (NeRF; ``Method.images``) are also scored on the test
 second, ``RUN/test_renders/<i>.png``), and their ``orbit.mp4`` is a turntable of their own novel views with
 ``orbit_depth.mp4`` beside it (:func:`vision3d.appearance.orbit_videos`) instead of one of the mesh. Each method names the files it needs
 (``Method.needs``), and ``check_fit_args`` refuses a folder without them before training.
+
+``fit nerf --preset ngp`` (or ``nerf``) starts from :func:`vision3d.nerf.cpu_preset` instead of the paper's
+network; ``python -m vision3d`` parses such a command line again with :func:`fit_command_with_preset`, so the
+``--config.*`` options given still change the preset. ``Method.inputs`` names what each method learns from
+(the ``input`` column of ``python -m vision3d compare``, :mod:`vision3d.compare`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -45,7 +51,7 @@ from vision3d.fields import FittedShape, Reconstruction
 from vision3d.gaussians import Gaussians
 from vision3d.igr import IGRConfig, fit_igr
 from vision3d.metrics import MeshMetrics, evaluate_mesh
-from vision3d.nerf import NeRFConfig, fit_nerf, render_image
+from vision3d.nerf import NeRFConfig, cpu_preset, fit_nerf, render_image
 from vision3d.occupancy import OccupancyConfig, fit_occupancy
 from vision3d.render import orbit_video
 from vision3d.shapes import SHAPES, load_shape
@@ -125,6 +131,7 @@ class Method(NamedTuple):
     several: bool  # several datasets, one code per shape
     needs: tuple[str, ...] | Callable[[Any], tuple[str, ...]]  # the files a dataset folder must hold (or, given
     # the method's config, which files)
+    inputs: str  # what the method learns from, in words (the comparison table's "input" column)
     evaluate: Callable[[Reconstruction, list[Path]], dict[str, Any]] | None = None  # extra metrics
     images: Callable[[Reconstruction, Path], Images] | None = None  # methods that render images (one dataset)
 
@@ -162,7 +169,8 @@ def _gaussian_images(reconstruction: Reconstruction, data: Path) -> Images:
 
     @torch.no_grad()
     def render_view(pose: np.ndarray, intrinsics: Intrinsics) -> SplatView:
-        out = render_gaussians(gaussians, pose, intrinsics, background, config.sh_degree, config.tile)
+        out = render_gaussians(gaussians, pose, intrinsics, background, config.sh_degree, config.tile,
+                               dilation=config.dilation)  # as in training: the footprint the Gaussians were fitted with
         return SplatView(out.image.float().cpu().numpy(), out.depth.float().cpu().numpy())
 
     return Images(render_view, views)
@@ -177,24 +185,26 @@ def _nerf_images(reconstruction: Reconstruction, data: Path) -> Images:
 METHODS: dict[str, Method] = {
     "occupancy": Method(
         OccupancyConfig, fit_occupancy, "Occupancy network (notes §12.1): binary cross-entropy on labelled points "
-        "of samples.npz; one code per dataset.", several=True, needs=("samples.npz",)),
+        "of samples.npz; one code per dataset.", several=True, needs=("samples.npz",),
+        inputs="labelled points (samples.npz)"),
     "deepsdf": Method(
         DeepSDFConfig, fit_deepsdf, "DeepSDF auto-decoder (notes §12.1): one code per dataset, clamped L1 on the "
-        "signed distances of samples.npz.", several=True, needs=("samples.npz",)),
+        "signed distances of samples.npz.", several=True, needs=("samples.npz",),
+        inputs="SDF samples (samples.npz)"),
     "igr": Method(
         IGRConfig, lambda data, run, config, resume: fit_igr(_single(data, "igr"), run, config, resume),
         "IGR (notes §12.2): a signed distance from points.ply alone, with the vanish and Eikonal terms.",
-        several=False, needs=("points.ply",)),
+        several=False, needs=("points.ply",), inputs="point cloud (points.ply)"),
     "dvr": Method(
         DVRConfig, lambda data, run, config, resume: fit_dvr(_single(data, "dvr"), run, config, resume),
         "DVR (notes §12.3): shape and texture from posed images and masks only, through the secant method.",
-        several=False, needs=("transforms_train.json", "transforms_test.json"),
+        several=False, needs=("transforms_train.json", "transforms_test.json"), inputs="images + masks",
         evaluate=lambda rec, data: {"dvr": evaluate_dvr(rec.model, data[0])._asdict()}),
     "nerf": Method(
         NeRFConfig, lambda data, run, config, resume: fit_nerf(_single(data, "nerf"), run, config, resume),
         "NeRF (notes §12.4): a radiance field from posed images by volume rendering, hierarchical sampling; the "
         "mesh is the level set sigma = --config.surface-density.",
-        several=False, needs=("transforms_train.json", "transforms_test.json"),
+        several=False, needs=("transforms_train.json", "transforms_test.json"), inputs="images",
         evaluate=lambda rec, data: {"density_threshold": rec.model.config.surface_density},
         images=_nerf_images),
     "gaussians": Method(
@@ -203,12 +213,20 @@ METHODS: dict[str, Method] = {
         "the tiled rasteriser, densified and pruned every 100 steps; writes point_cloud.ply.",
         several=False, needs=lambda config: ("transforms_train.json", "transforms_test.json",
                                              *(("points.ply",) if config.init == "points" else ())),
+        inputs="images + points.ply",
         evaluate=lambda rec, data: {"n_gaussians": len(rec.model.gaussians)}, images=_gaussian_images),
 }
 
 
+NeRFPreset = Literal["paper", "nerf", "ngp"]
+NERF_PRESET_FIELD = ("preset", Annotated[NeRFPreset, tyro.conf.arg(
+    help="Settings to start from: the paper's network (the --config defaults shown here) or vision3d.nerf.cpu_preset "
+         "'nerf' (a small MLP) or 'ngp' (hash encoding and occupancy grid, the CPU fast path); --config.* options "
+         "given change the preset.")], dataclasses.field(default="paper"))
+
 FIT_COMMANDS: dict[str, type[FitArgs]] = {
-    name: config_command(name, FitArgs, method.config, method.summary, __name__, method=name)
+    name: config_command(name, FitArgs, method.config, method.summary, __name__,
+                         fields=[NERF_PRESET_FIELD] if name == "nerf" else [], method=name)
     for name, method in METHODS.items()
 }
 FitMethod = subcommands(FIT_COMMANDS)
@@ -221,6 +239,26 @@ class FitCommand:
     (when the dataset has one: mesh.ply)."""
 
     method: Annotated[FitMethod, tyro.conf.arg(name="")]
+
+
+def nerf_config(preset: NeRFPreset) -> NeRFConfig:
+    """The NeRF config a preset starts from (``paper``: :class:`NeRFConfig`'s defaults)."""
+    return NeRFConfig() if preset == "paper" else cpu_preset(preset)
+
+
+def fit_command_with_preset(preset: NeRFPreset) -> type[FitCommand]:
+    """:class:`FitCommand` whose ``fit nerf`` starts from ``nerf_config(preset)``. ``python -m vision3d`` parses a
+    command line that names a preset again with it, so every ``--config.*`` option given changes the preset
+    (``--help`` shows the paper's defaults: it answers before the preset is known)."""
+    base = FIT_COMMANDS["nerf"]
+    config = ("config", Annotated[NeRFConfig, tyro.conf.arg(help="nerf: hyperparameters.")],
+              dataclasses.field(default_factory=lambda: nerf_config(preset)))
+    nerf = dataclasses.make_dataclass(base.__name__, [config], bases=(base,), namespace={"__module__": __name__})
+    nerf.__doc__ = base.__doc__
+    method = ("method", Annotated[subcommands({**FIT_COMMANDS, "nerf": nerf}), tyro.conf.arg(name="")])
+    command = dataclasses.make_dataclass("FitCommand", [method], bases=(FitCommand,), namespace={"__module__": __name__})
+    command.__doc__ = FitCommand.__doc__
+    return command
 
 
 @dataclass

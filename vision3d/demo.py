@@ -1,10 +1,16 @@
-"""``make demo``'s 3D section: ground truth beside the reconstructions of every method of notes §12,
-turntable videos, DVR's renders of held-out views, and a walk through DeepSDF's latent space.
+"""``make demo``'s 3D sections: every method of notes §12 fitted to one Phong-shaded torus by
+:func:`vision3d.compare.run_compare` (one run folder each, one comparison table), then
 
-The section goes into ``OUT/vision3d/`` with a ``section.json`` manifest, and ``OUT/index.html`` is
-rebuilt from every section there (``envs.report``), so it sits beside the reinforcement learning
-sections that ``python -m agents demo`` writes. The fits are shorter than the defaults of
-``python -m vision3d fit`` so that the whole demo stays within a few minutes on two cores.
+* §12.1-12.3 (``OUT/vision3d/``): ground truth beside the meshes of occupancy, IGR, DVR and DeepSDF, their
+  turntable videos, DVR's renders of held-out views and a walk through DeepSDF's latent space;
+* §12.4-12.5 (``OUT/vision3d-radiance/``): NeRF's and Gaussians' renders of held-out views beside the truth,
+  their orbit and depth videos, and the comparison table and picture of all six methods.
+
+Each section has a ``section.json`` manifest, and ``OUT/index.html`` is rebuilt from every section there
+(``envs.io.page``), so they sit beside the sections of ``python -m generative demo`` and ``python -m agents demo``.
+The fits are shorter than the defaults of ``python -m vision3d fit`` so that the demo stays within a few
+minutes on two cores; NeRF and Gaussians get budgets of about the same training time, so that the table
+compares them at equal wall-clock time. ``--full`` trains every method's own budget.
 """
 
 from __future__ import annotations
@@ -17,36 +23,43 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import imageio.v3 as iio
 import numpy as np
 import trimesh
 from tqdm.auto import tqdm
 
 from envs.io.figures import image_grid, save_figure
-from envs.io.files import atomic_write_json
-from envs.io.page import write_index, write_section
+from envs.io.page import Item, write_index, write_section
 from envs.io.video import write_video
-from generative.training import set_threads
+from generative.training import load_modules, set_threads
 from vision3d.camera import Intrinsics, sphere_poses
-from vision3d.commands import FIT_COMMANDS, METRIC_KEYS, fit, reconstruct
+from vision3d.compare import COLUMNS, Compare, Row, run_compare, table_cells, with_steps
 from vision3d.dataset import ExportConfig, export_dataset, load_blender, load_mesh
-from vision3d.deepsdf import DeepSDFConfig, fit_deepsdf_model, interpolate
+from vision3d.deepsdf import DeepSDFConfig, DeepSDFModel, interpolate
 from vision3d.dvr import DVRConfig, load_dvr, render_field
 from vision3d.extraction import extract_mesh
+from vision3d.fields import AutoDecoder
 from vision3d.igr import IGRConfig
+from vision3d.nerf import cpu_preset
 from vision3d.occupancy import OccupancyConfig
 from vision3d.render import MeshRenderer, composite, framing_radius
+from vision3d.splat_training import SplatConfig
+
+MESH_METHODS = ("occupancy", "igr", "dvr", "deepsdf")
+IMAGE_METHODS = ("nerf", "gaussians")
 
 
 @dataclass
 class Demo:
-    """Reconstruct a torus with every method of notes §12 and interpolate between DeepSDF shapes."""
+    """Reconstruct a torus with every method of notes §12, compare them, and interpolate between DeepSDF shapes."""
 
     out: Path = Path("outputs/demo")
-    """Folder of the demo page; the section goes into OUT/vision3d."""
+    """Folder of the demo page; the sections go into OUT/vision3d and OUT/vision3d-radiance."""
     shape: str = "torus"
-    """The shape that occupancy, IGR and DVR reconstruct."""
+    """The shape every method reconstructs (rendered with Phong highlights)."""
     deepsdf_shapes: tuple[str, ...] = ("torus", "sphere", "box", "mug")
-    """The shapes one DeepSDF decoder holds; the interpolation goes from the first to the last."""
+    """The shapes one DeepSDF decoder holds (the first is ``shape``'s row of the table); the interpolation goes
+    from the first to the last."""
     occupancy_steps: int = 1000
     """Occupancy network steps."""
     igr_steps: int = 1000
@@ -55,19 +68,19 @@ class Demo:
     """DVR steps."""
     deepsdf_steps: int = 1000
     """DeepSDF steps."""
+    nerf_steps: int = 600
+    """NeRF steps (the CPU fast path, ``cpu_preset("ngp")``)."""
+    gaussians_steps: int = 1000
+    """Gaussian splatting steps (densification and SH schedule scaled to them)."""
     resolution: int = 96
     """Marching-cubes resolution."""
     threads: int = 1
     """Torch CPU threads for the fits (one is the fastest on a busy 2-core machine)."""
     full: bool = False
-    """Train every method with its own default budget (``fit``'s steps) and extract at 128^3, as the issue's
-    numbers were measured; otherwise the reduced budgets above."""
+    """Train every method with its own default budget (``fit``'s steps; NeRF: the ngp preset's) and extract at
+    128^3, as the issue's numbers were measured; otherwise the reduced budgets above."""
     progress: bool = True
     """Show progress bars."""
-
-
-def _steps(config: Any, steps: int, progress: bool, threads: int = 1) -> Any:
-    return dataclasses.replace(config, fit=dataclasses.replace(config.fit, steps=steps, progress=progress, threads=threads))
 
 
 def _view(mesh: trimesh.Trimesh, intrinsics: Intrinsics, c2w: np.ndarray) -> np.ndarray:  # -> [H, W, 3] in [0, 1]
@@ -79,7 +92,25 @@ def _grid_picture(path: Path, images: list[np.ndarray], titles: list[str], colum
     save_figure(image_grid(images, titles, columns, cell=3.0, fontsize=12), path, dpi=100)
 
 
-def _interpolation(folder: Path, model: Any, names: list[str], resolution: int, frames: int = 7) -> list[dict[str, str]]:
+def _configs(args: Demo) -> dict[str, Any]:
+    """Every method's config at the demo's budget (``--full``: each one's own)."""
+    configs = {"occupancy": OccupancyConfig(), "deepsdf": DeepSDFConfig(), "igr": IGRConfig(), "dvr": DVRConfig(),
+               "nerf": cpu_preset("ngp"), "gaussians": SplatConfig()}
+    if not args.full:
+        configs = {name: with_steps(name, config, getattr(args, f"{name}_steps")) for name, config in configs.items()}
+    return configs
+
+
+def _load_deepsdf(run: Path, config: DeepSDFConfig, names: list[str]) -> DeepSDFModel:
+    """The decoder and codes of a ``fit deepsdf`` run, from its checkpoint."""
+    import torch
+
+    decoder = AutoDecoder(config.network, len(names), config.code_std)
+    load_modules(run, {"decoder": decoder})
+    return DeepSDFModel(decoder.eval(), names, torch.device("cpu"))
+
+
+def _interpolation(folder: Path, model: Any, names: list[str], resolution: int, frames: int = 7) -> list[Item]:
     """Meshes of the codes between the first and the last shape, as a picture strip and a video."""
     codes = model.decoder.codes.weight.detach()
     a, b = 0, len(names) - 1
@@ -104,6 +135,60 @@ def _interpolation(folder: Path, model: Any, names: list[str], resolution: int, 
     ]
 
 
+def _radiance_section(folder: Path, runs: Path, rows: dict[str, Row], budget: str, args: Demo) -> Path:
+    """§12.4-12.5: NeRF's and Gaussians' held-out views beside the truth, their videos, the table of all methods."""
+    folder.mkdir(parents=True, exist_ok=True)
+    nerf, splats = rows["nerf"], rows["gaussians"]
+    metrics = {m: json.loads((runs / m / "metrics.json").read_text()) for m in IMAGE_METHODS}
+    n_views = min(4, metrics["nerf"]["appearance"]["views"])
+    pairs = {m: [iio.imread(runs / m / "test_renders" / f"{i}.png") for i in range(n_views)] for m in IMAGE_METHODS}
+    truths = [p[:, p.shape[1] // 2:] for p in pairs["nerf"]]
+    images, titles = list(truths), [f"test view {i}" for i in range(n_views)]
+    for m, label in (("nerf", "NeRF"), ("gaussians", "Gaussians")):
+        images += [p[:, : p.shape[1] // 2] for p in pairs[m]]
+        titles += [f"{label}: {v['psnr']:.1f} dB" for v in metrics[m]["appearance"]["per_view"][:n_views]]
+    _grid_picture(folder / "radiance_test_views.png", images, titles, n_views)
+    for m in IMAGE_METHODS:
+        for video in ("orbit.mp4", "orbit_depth.mp4"):
+            shutil.copyfile(runs / m / video, folder / f"{m}_{video}")
+    for name in ("comparison.png", "comparison.md", "comparison.json"):
+        shutil.copyfile(runs / name, folder / name)
+    size = metrics["nerf"]["appearance"]["size"]
+    timing = (f"NeRF {nerf.steps} steps in {nerf.fit_seconds:.0f} s, Gaussians {splats.steps} steps in "
+              f"{splats.fit_seconds:.0f} s")
+    items: list[Item] = [
+        {"kind": "image", "file": "radiance_test_views.png",
+         "caption": f"Held-out test views at {size[1]}x{size[0]}: ground truth (top), NeRF (hash encoding and "
+                    f"occupancy grid, the CPU fast path) and 3D Gaussians, with each view's PSNR ({timing})."},
+        {"kind": "video", "file": "nerf_orbit.mp4", "caption": "NeRF: a turntable of novel views (volume rendering)."},
+        {"kind": "video", "file": "nerf_orbit_depth.mp4", "caption": "NeRF: the expected depth of the same views."},
+        {"kind": "video", "file": "gaussians_orbit.mp4",
+         "caption": f"Gaussians ({metrics['gaussians']['n_gaussians']:,} after densification and pruning): the same "
+                    "turntable, rasterised."},
+        {"kind": "video", "file": "gaussians_orbit_depth.mp4", "caption": "Gaussians: the alpha-blended depth."},
+        {"kind": "table", "file": "comparison.md", "columns": list(COLUMNS), "rows": table_cells(list(rows.values())),
+         "caption": f"All six methods on the same {args.shape} (python -m vision3d compare). Geometry against the "
+                    "ground-truth mesh where a method has a surface; PSNR/SSIM on the held-out views where it "
+                    "renders images (DVR: PSNR of its own renders). DeepSDF's row is the "
+                    f"{args.shape} code of one decoder fitted to {len({args.shape, *args.deepsdf_shapes})} shapes. "
+                    f"Model size: stored values as float32. {budget.capitalize()} budgets"
+                    + (" (`make demo-full` trains the full ones)." if budget == "reduced" else ".")},
+        {"kind": "image", "file": "comparison.png", "wide": True,
+         "caption": "One held-out view: the dataset's image and mesh, each mesh method's marching-cubes mesh, and "
+                    "NeRF's and Gaussians' own renders."},
+    ]
+    ahead, behind = (("Gaussians", "NeRF") if splats.psnr > nerf.psnr else ("NeRF", "Gaussians"))
+    return write_section(
+        folder, "12.4", "Radiance fields and Gaussian splatting (notes §12.4-12.5)",
+        f"A radiance field (NeRF, volume rendering) and 3D Gaussians (rasterised splats) learn the {args.shape} "
+        "from its posed images alone, view-dependent highlights included (Phong shading). "
+        + (f"Trained live with reduced budgets chosen to take about the same time on one thread ({timing}): "
+           if budget == "reduced" else f"Trained live with each method's full budget ({timing}): ")
+        + f"on the held-out views NeRF reaches {nerf.psnr:.2f} dB and Gaussians {splats.psnr:.2f} dB, {ahead} "
+        f"{abs(splats.psnr - nerf.psnr):.2f} dB ahead of {behind}"
+        + (" (`make demo-full` trains each method's full budget)." if budget == "reduced" else "."), items)
+
+
 def run_demo(args: Demo) -> Path:
     start = time.perf_counter()
     folder = args.out / "vision3d"
@@ -111,52 +196,33 @@ def run_demo(args: Demo) -> Path:
     say = tqdm.write if args.progress else (lambda _: None)
     set_threads(args.threads)
     if args.full:
-        args = dataclasses.replace(args, resolution=128, **{
-            f"{name}_steps": cls().fit.steps for name, cls in (("occupancy", OccupancyConfig), ("igr", IGRConfig),
-                                                              ("dvr", DVRConfig), ("deepsdf", DeepSDFConfig))})
+        args = dataclasses.replace(args, resolution=128)
+    configs = _configs(args)
     budget = "full" if args.full else "reduced"
     if runs.exists():  # the demo owns its run folders: a re-run starts them afresh
         shutil.rmtree(runs)
 
-    say(f"vision3d demo: rendering the {args.shape} dataset")
-    data = export_dataset(args.shape, data_root / args.shape, config=ExportConfig(views=50, size=128))
-    others = [s for s in args.deepsdf_shapes if s != args.shape]
-    for name in others:  # DeepSDF needs only the SDF samples and the mesh: few small views
+    say(f"vision3d demo: rendering the {args.shape} dataset (Phong shading)")
+    data = export_dataset(args.shape, data_root / args.shape, config=ExportConfig(views=50, size=128, shading="phong"))
+    deepsdf_shapes = list(dict.fromkeys([args.shape, *args.deepsdf_shapes]))
+    for name in deepsdf_shapes[1:]:  # DeepSDF needs only the SDF samples and the mesh: few small views
         export_dataset(name, data_root / name, config=ExportConfig(views=4, size=32, val_views=1, test_views=1))
 
-    results: dict[str, dict[str, Any]] = {}
-    common: dict[str, Any] = {"data": (data,), "resolution": args.resolution}
-    for method, config, steps in (
-        ("occupancy", OccupancyConfig(), args.occupancy_steps),
-        ("igr", IGRConfig(), args.igr_steps),
-        ("dvr", DVRConfig(), args.dvr_steps),
-    ):
-        say(f"vision3d demo: fitting {method}")
-        command = FIT_COMMANDS[method](out=runs / method, config=_steps(config, steps, args.progress, args.threads), **common)
-        results[method] = fit(command)
+    # Every method on the same scene, one run folder each, and the comparison table (DeepSDF's decoder holds
+    # several shapes; its row is the compared shape's).
+    compare = Compare(data=data, out=runs, resolution=args.resolution, threads=args.threads, progress=args.progress)
+    rows = {row.method: row for row in run_compare(compare, configs=configs, say=say,
+                                                   datasets={"deepsdf": [data, *(data_root / n for n in deepsdf_shapes[1:])]})}
 
-    say("vision3d demo: fitting DeepSDF")
-    deep_dirs = [data_root / name for name in args.deepsdf_shapes]
-    config = _steps(DeepSDFConfig(), args.deepsdf_steps, args.progress, args.threads)
-    model = fit_deepsdf_model(deep_dirs, runs / "deepsdf", config)
-    deepsdf = {
-        shape.name: reconstruct(shape, data_root / shape.name / "mesh.ply", runs / "deepsdf" / shape.name,
-                                args.resolution, video=shape.name == args.shape)
-        for shape in model.shapes()
-    }
-    atomic_write_json(runs / "deepsdf" / "metrics.json", deepsdf)
-    results["deepsdf"] = deepsdf[args.shape]
-
-    # Ground truth beside every reconstruction, seen from one held-out camera.
+    # Ground truth beside every mesh, seen from one held-out camera.
     test = load_blender(data, "test")
     c2w, intrinsics = test.poses[0], test.intrinsics
-    truth = load_mesh(data / "mesh.ply")
-    meshes = {
-        "occupancy": runs / "occupancy" / "mesh.ply", "igr": runs / "igr" / "mesh.ply",
-        "dvr": runs / "dvr" / "mesh.ply", "deepsdf": runs / "deepsdf" / args.shape / "mesh.ply",
-    }
-    images = [_view(truth, intrinsics, c2w)] + [_view(load_mesh(p), intrinsics, c2w) for p in meshes.values()]
-    titles = ["ground truth"] + [f"{m}\nChamfer-L1 {results[m]['chamfer_l1']:.4f}" for m in meshes]
+    meshes = {"occupancy": runs / "occupancy" / "mesh.ply", "igr": runs / "igr" / "mesh.ply",
+              "dvr": runs / "dvr" / "mesh.ply", "deepsdf": runs / "deepsdf" / "shapes" / args.shape / "mesh.ply"}
+    meshes = {m: p for m, p in meshes.items() if p.exists()}  # a field without a surface has no mesh
+    images = [_view(load_mesh(data / "mesh.ply"), intrinsics, c2w)]
+    images += [_view(load_mesh(p), intrinsics, c2w) for p in meshes.values()]
+    titles = ["ground truth"] + [f"{m}\nChamfer-L1 {rows[m].chamfer_l1:.4f}" for m in meshes]
     _grid_picture(folder / "reconstructions.png", images, titles, len(images))
 
     # DVR renders its own surface and texture (the secant method) for held-out cameras.
@@ -165,30 +231,33 @@ def run_demo(args: Demo) -> Path:
     _grid_picture(folder / "dvr_test_views.png", list(dvr_views.rgb) + list(rendering.rgb),
                   [f"test view {i}" for i in range(4)] + [f"DVR render {i}" for i in range(4)], 4)
 
-    items = [
+    steps = {m: rows[m].steps for m in rows}
+    items: list[Item] = [
         {"kind": "image", "file": "reconstructions.png",
          "caption": "A held-out view of the ground truth and of the marching-cubes meshes of each method: occupancy "
                     "network (§12.1, labelled points), IGR (§12.2, points only), DVR (§12.3, 50 images with masks "
-                    "at 64x64), DeepSDF (§12.1, one decoder for four shapes)."},
+                    f"at 64x64), DeepSDF (§12.1, one decoder for {len(deepsdf_shapes)} shapes)."},
         {"kind": "image", "file": "dvr_test_views.png",
          "caption": "DVR on held-out cameras: ground truth (top) and the learned occupancy and texture fields rendered "
                     "by ray marching with the secant method (bottom)."},
     ]
     for method, mesh_path in meshes.items():
-        video = mesh_path.parent / "orbit.mp4"
-        items.append({"kind": "video", "file": str(video.relative_to(folder)),
-                      "caption": f"{method}: IoU {results[method]['iou'] or float('nan'):.3f}, Chamfer-L1 "
-                                 f"{results[method]['chamfer_l1']:.4f}, normal consistency "
-                                 f"{results[method]['normal_consistency']:.3f}."})
-    items += _interpolation(folder, model, list(args.deepsdf_shapes), resolution=64)
+        row = rows[method]
+        items.append({"kind": "video", "file": str((mesh_path.parent / "orbit.mp4").relative_to(folder)),
+                      "caption": f"{method}: IoU {row.iou:.3f}, Chamfer-L1 {row.chamfer_l1:.4f}, normal consistency "
+                                 f"{row.normal_consistency:.3f}."})
+    deepsdf = _load_deepsdf(runs / "deepsdf", configs["deepsdf"], deepsdf_shapes)
+    items += _interpolation(folder, deepsdf, deepsdf_shapes, resolution=64)
     write_section(folder, "12.1", "Neural implicit surfaces (notes §12.1-12.3)",
-                  "Reconstructions of a torus from labelled points, from an unoriented point cloud and from images "
-                  "alone, and a DeepSDF decoder shared by several shapes. Meshes come from marching cubes of each "
-                  "network; the numbers compare them with the ground-truth mesh. "
-                  f"Trained live with a {budget} budget: occupancy {args.occupancy_steps}, IGR {args.igr_steps}, "
-                  f"DVR {args.dvr_steps} and DeepSDF {args.deepsdf_steps} steps, marching cubes at {args.resolution}^3"
+                  f"Reconstructions of a {args.shape} from labelled points, from an unoriented point cloud and from "
+                  "images alone, and a DeepSDF decoder shared by several shapes. Meshes come from marching cubes of "
+                  "each network; the numbers compare them with the ground-truth mesh. "
+                  f"Trained live with a {budget} budget: occupancy {steps['occupancy']}, IGR {steps['igr']}, "
+                  f"DVR {steps['dvr']} and DeepSDF {steps['deepsdf']} steps, marching cubes at {args.resolution}^3"
                   + (" (`make demo-full` trains each method's full budget)." if not args.full else "."), items)
+    _radiance_section(args.out / "vision3d-radiance", runs, rows, budget, args)
     index = write_index(args.out)
-    summary = {m: {k: r.get(k) for k in METRIC_KEYS} for m, r in results.items()}
+    summary = {m: {k: getattr(r, k) for k in ("iou", "chamfer_l1", "normal_consistency", "psnr", "ssim",
+                                                "fit_seconds", "steps")} for m, r in rows.items()}
     print(json.dumps({"index": str(index), "vision3d": summary, "seconds": round(time.perf_counter() - start, 1)}))
     return index

@@ -272,6 +272,19 @@ def test_index_orders_sections_by_the_notes_and_escapes_titles(tmp_path):
         write_section(tmp_path / "x", "1", "t", "x", [{"kind": "image", "file": "a.png"}])
 
 
+def test_a_section_shows_a_table_with_escaped_cells_and_a_link_to_its_file(tmp_path):
+    table = {"kind": "table", "file": "table.md", "caption": "numbers", "columns": ["method", "PSNR"],
+             "rows": [["nerf", "24.10"], ["<b>gaussians</b>", "26.30"]]}
+    write_section(tmp_path / "v", "12.4", "Tables", "x", [table])
+    page = write_index(tmp_path).read_text()
+    assert "<th>method</th><th>PSNR</th>" in page and "<td>nerf</td><td>24.10</td>" in page
+    assert "<td>&lt;b&gt;gaussians&lt;/b&gt;</td>" in page and 'href="v/table.md"' in page
+    with pytest.raises(ValueError, match=r"items\[0\]: a table needs columns and rows of 2 cells"):
+        write_section(tmp_path / "v", "12.4", "t", "x", [dict(table, rows=[["nerf"]])])
+    with pytest.raises(ValueError, match="a table needs columns"):
+        write_section(tmp_path / "v", "12.4", "t", "x", [dict(table, rows=[])])
+
+
 def test_importing_envs_io_loads_no_heavy_module():
     code = "import sys, envs.io; print(any(m in sys.modules for m in ('torch', 'matplotlib', 'imageio')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

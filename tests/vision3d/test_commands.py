@@ -136,6 +136,27 @@ def test_fit_nerf_without_ground_truth_geometry_and_resume(capsys, tmp_path, ima
     assert steps == sorted(set(steps))  # continued from step 100, not restarted from step 0
 
 
+def test_fit_nerf_preset_starts_from_the_cpu_fast_path_and_options_change_it(capsys, tmp_path, sphere_images):
+    from vision3d.nerf import cpu_preset
+
+    run = tmp_path / "ngp"
+    summary = run_json(capsys, ["fit", "nerf", "--data", str(sphere_images), "--out", str(run), "--preset", "ngp",
+                                "--steps", "20", "--resolution", "16", "--no-video", "--json", "--config.fit.no-progress",
+                                "--config.size", "16", "--config.hash-max-res", "32"])
+    stored = json.loads((run / "config.json").read_text())
+    preset = cpu_preset("ngp")
+    assert stored["preset"] == "ngp" and stored["config"]["network"] == "hash" and stored["config"]["occupancy_grid"]
+    assert stored["config"]["fit"]["lr"] == preset.fit.lr and stored["config"]["hash_levels"] == preset.hash_levels
+    assert stored["config"]["size"] == 16 and stored["config"]["hash_max_res"] == 32  # given options change the preset
+    assert stored["config"]["fit"]["steps"] == 20 and summary["appearance"]["size"] == [16, 16]
+    # Without --preset, fit nerf is the paper's network with hierarchical sampling.
+    from envs.io.cli import parse
+    from vision3d.commands import Eval, FitCommand
+
+    args = parse({"fit": FitCommand, "eval": Eval}, ["fit", "nerf", "--data", "d", "--out", "o"], "p", "")
+    assert args.method.preset == "paper" and args.method.config.network == "mlp" and not args.method.config.occupancy_grid
+
+
 def test_fit_gaussians_writes_the_standard_ply_and_scores_its_test_renders(capsys, tmp_path, sphere_images):
     from plyfile import PlyData
 
@@ -156,6 +177,12 @@ def test_fit_gaussians_writes_the_standard_ply_and_scores_its_test_renders(capsy
                for i in range(len(truths))]
     mse = np.mean((np.stack(renders) - np.stack(truths)) ** 2)
     assert summary["appearance"]["psnr"] == pytest.approx(-10 * np.log10(mse), abs=1e-4)
+    # ... and within 8-bit quantisation of splat_training's own evaluation, which renders as training does
+    # (same rasteriser settings, e.g. the 2D dilation).
+    from vision3d.splat_training import SplatConfig, evaluate_gaussians
+
+    own = evaluate_gaussians(run, sphere_images, SplatConfig(size=16)).psnr
+    assert summary["appearance"]["psnr"] == pytest.approx(own, abs=0.05)
 
 
 def test_a_field_without_a_surface_keeps_its_run_and_reports_null_geometry(capsys, tmp_path, sphere_images):
