@@ -193,9 +193,11 @@ def camera_extent(poses: Tensor) -> float:  # [V, 4, 4] -> the paper's "cameras_
 # --- Loss ---------------------------------------------------------------------------------------------------
 
 
-def ssim(image: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:  # [H, W, 3] each -> []
-    """Mean structural similarity (Wang et al., 2004) with an ``11 x 11`` Gaussian window (sigma 1.5), zero
-    padding and ``C1 = 0.01^2``, ``C2 = 0.03^2``, per channel, as the 3DGS code computes it."""
+def ssim_map(image: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:  # -> [3, H, W]
+    """Per-pixel, per-channel structural similarity (Wang et al., 2004) with an ``11 x 11`` Gaussian window
+    (sigma 1.5), zero padding and ``C1 = 0.01^2``, ``C2 = 0.03^2``, as the 3DGS code computes it. Pixels at least
+    ``window // 2`` from the border see no padding: there it equals scikit-image's SSIM with Gaussian weights and
+    population covariances (what :func:`vision3d.appearance.ssim` reports, which averages that interior)."""
     x = torch.arange(window, dtype=image.dtype, device=image.device) - (window - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g = g / g.sum()
@@ -209,7 +211,12 @@ def ssim(image: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) ->
     var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
     c1, c2 = 0.01**2, 0.03**2
     value = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return value.mean()
+    return value[0]
+
+
+def ssim(image: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:  # [H, W, 3] each -> []
+    """Mean of :func:`ssim_map` over every pixel, the border included (the training loss's D-SSIM term)."""
+    return ssim_map(image, target, window, sigma).mean()
 
 
 def photometric_loss(image: Tensor, target: Tensor, lambda_ssim: float) -> Tensor:  # [H, W, 3] each -> []

@@ -23,6 +23,7 @@ from vision3d.splat_training import (
     means_lr,
     reset_opacity,
     ssim,
+    ssim_map,
 )
 
 
@@ -150,6 +151,19 @@ def test_schedules():
     assert means_lr(0, config, 2.0) == pytest.approx(3.2e-4)
     assert means_lr(3000, config, 2.0) == pytest.approx(3.2e-6)
     assert means_lr(1500, config, 2.0) == pytest.approx(3.2e-5)  # log-linear: the geometric mean halfway
+
+
+def test_ssim_map_equals_scikit_image_away_from_the_border():
+    """The loss's SSIM (zero padding, the 3DGS code's) and the metric's (scikit-image, what metrics.json reports)
+    are one formula: on the pixels the 11x11 window sees without padding, their means agree to float64 round-off."""
+    from vision3d.appearance import ssim as skimage_ssim
+
+    g = torch.Generator().manual_seed(3)
+    image = torch.rand(40, 36, 3, generator=g, dtype=torch.float64)
+    target = (0.7 * image + 0.3 * torch.rand(40, 36, 3, generator=g, dtype=torch.float64)).clamp(0, 1)
+    interior = ssim_map(image, target)[:, 5:-5, 5:-5].mean().item()
+    assert interior == pytest.approx(skimage_ssim(image.numpy(), target.numpy()), abs=1e-12)
+    assert abs(ssim(image, target).item() - interior) > 1e-4  # the border (zero padding) makes the loss's differ
 
 
 def test_ssim():
