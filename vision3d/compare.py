@@ -150,8 +150,6 @@ def plan(args: Compare, configs: Mapping[str, Any] | None = None,
         raise ValueError(f"--methods: unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
     if len(set(args.methods)) != len(args.methods):
         raise ValueError(f"--methods: each method once, got {' '.join(args.methods)}")
-    if not args.data.is_dir():
-        raise ValueError(f"--data: {args.data} does not exist (write a dataset with `python -m vision3d render`)")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out: {args.out} is a file, not a folder")
     if args.threads < 1:
