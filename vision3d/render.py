@@ -157,7 +157,7 @@ def _pyrender():
 
 
 class MeshRenderer:
-    """One pyrender scene and ``OffscreenRenderer`` reused for many views of one mesh.
+    """One pyrender scene and ``OffscreenRenderer`` reused for many views of a mesh (``set_mesh`` swaps the mesh).
 
     >>> with MeshRenderer(mesh, intrinsics) as r:  # doctest: +SKIP
     ...     rgba, depth = r.render(c2w)
@@ -171,10 +171,24 @@ class MeshRenderer:
         specular: Specular | None = None,
     ) -> None:
         pyrender = _pyrender()
-        if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-            raise ValueError(f"mesh must be a trimesh.Trimesh with faces, got {type(mesh).__name__}")
         self.intrinsics = intrinsics
         self.lighting, self.specular = lighting, specular
+        self.scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
+        self.mesh_node = None
+        self.set_mesh(mesh)
+        self.camera = pyrender.IntrinsicsCamera(
+            fx=intrinsics.fx, fy=intrinsics.fy, cx=intrinsics.cx, cy=intrinsics.cy, znear=0.01, zfar=100.0
+        )
+        self.camera_node = self.scene.add(self.camera, pose=np.eye(4))
+        self.renderer = pyrender.OffscreenRenderer(intrinsics.width, intrinsics.height)
+        self.flags = pyrender.RenderFlags.RGBA | pyrender.RenderFlags.FLAT | pyrender.RenderFlags.SKIP_CULL_FACES
+
+    def set_mesh(self, mesh: trimesh.Trimesh) -> None:
+        """Show ``mesh`` instead of the current one (the OpenGL context and camera are kept: a posed body per frame)."""
+        pyrender = _pyrender()
+        if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+            raise ValueError(f"mesh must be a trimesh.Trimesh with faces, got {type(mesh).__name__}")
+        lighting, specular = self.lighting, self.specular
         normals = np.asarray(mesh.vertex_normals, dtype=np.float64)
         if specular is not None:  # the per-pixel pass needs the triangles and their corner normals
             self.raycasting = raycasting_scene(mesh)
@@ -189,16 +203,11 @@ class MeshRenderer:
             color_0=color_0,
             material=material,
         )
-        self.scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[1.0, 1.0, 1.0])
-        self.scene.add(pyrender.Mesh([primitive]))
+        if self.mesh_node is not None:
+            self.scene.remove_node(self.mesh_node)
+        self.mesh_node = self.scene.add(pyrender.Mesh([primitive]))
         self.center = 0.5 * (mesh.bounds[0] + mesh.bounds[1])
         self.extent = float(np.max(np.linalg.norm(mesh.vertices - self.center, axis=1)))
-        self.camera = pyrender.IntrinsicsCamera(
-            fx=intrinsics.fx, fy=intrinsics.fy, cx=intrinsics.cx, cy=intrinsics.cy, znear=0.01, zfar=100.0
-        )
-        self.camera_node = self.scene.add(self.camera, pose=np.eye(4))
-        self.renderer = pyrender.OffscreenRenderer(intrinsics.width, intrinsics.height)
-        self.flags = pyrender.RenderFlags.RGBA | pyrender.RenderFlags.FLAT | pyrender.RenderFlags.SKIP_CULL_FACES
 
     def render(self, c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # c2w [4, 4]
         """RGBA ``[H, W, 4]`` uint8 and depth ``[H, W]`` float32 of one view."""

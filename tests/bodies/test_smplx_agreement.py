@@ -1,0 +1,54 @@
+"""The shipped body model in smplx (the peer) gives our vertices and joints, joint order included.
+
+smplx's ``SMPL`` reads only pickles from a path, so the model goes in as its ``data_struct`` (the arrays of our
+``.npz``) and, for the extra keypoints, with our keypoint vertex ids under smplx's names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bodies.model import BodyModel, default_model_path
+from bodies.model_files import read_model
+from bodies.skeleton import EXTRA_KEYPOINT_NAMES
+
+smplx = pytest.importorskip("smplx")  # in the test extra; skipped only where a user has not installed it
+
+SMPLX_NAMES = {"nose": "nose", "right_eye": "reye", "left_eye": "leye", "right_ear": "rear", "left_ear": "lear",
+               "left_big_toe": "LBigToe", "left_small_toe": "LSmallToe", "left_heel": "LHeel",
+               "right_big_toe": "RBigToe", "right_small_toe": "RSmallToe", "right_heel": "RHeel",
+               **{f"{side}_{tip}": f"{side[0]}{tip}" for side in ("left", "right")
+                  for tip in ("thumb", "index", "middle", "ring", "pinky")}}
+
+
+def smplx_model(path):
+    from smplx.utils import Struct
+
+    arrays = read_model(path)
+    with np.load(path, allow_pickle=False) as data:
+        struct = Struct(**{key: data[key] for key in data.files})
+    ids = {SMPLX_NAMES[name]: int(i) for name, i in zip(EXTRA_KEYPOINT_NAMES, arrays.extra_vertex_ids, strict=True)
+           if name in SMPLX_NAMES}
+    return smplx.SMPL(str(path), data_struct=struct, num_betas=10, vertex_ids=ids, batch_size=1)
+
+
+@pytest.mark.parametrize("B", [1, 16])
+def test_shipped_model_agrees_with_smplx(B):
+    path = default_model_path()
+    ours, peer = BodyModel.from_file(path), smplx_model(path)
+    g = torch.Generator().manual_seed(B)
+    betas = torch.randn(B, 10, generator=g)
+    body_pose = 0.6 * torch.randn(B, 69, generator=g)
+    global_orient, transl = torch.randn(B, 3, generator=g), torch.randn(B, 3, generator=g)
+    with torch.no_grad():
+        a = ours(betas, body_pose, global_orient, transl)
+        b = peer(betas=betas, body_pose=body_pose, global_orient=global_orient, transl=transl)
+    assert b.vertices.dtype == torch.float32 and b.joints.shape == (B, 24 + 21, 3)
+    assert (a.vertices - b.vertices).abs().max() <= 1e-6
+    assert (a.joints - b.joints[:, :24]).abs().max() <= 1e-6
+    assert (a.extra[:, :21] - b.joints[:, 24:]).abs().max() <= 1e-6
+    fast = ours.joints(betas, body_pose, global_orient, transl)
+    assert (fast.joints - b.joints[:, :24]).abs().max() <= 1e-6
+    assert (fast.extra[:, :21] - b.joints[:, 24:]).abs().max() <= 1e-6
