@@ -45,12 +45,14 @@ demo: install
 	$(BIN)/python -m generative demo --out $(OUT)
 	$(BIN)/python -m agents demo --out $(OUT)
 	$(BIN)/python -m vision3d demo --out $(OUT)
+	$(BIN)/python -m bodies demo --out $(OUT)
 	@echo "open $(OUT)/index.html"
 
 demo-full: install
 	$(BIN)/python -m generative demo --out $(OUT) --full
 	$(BIN)/python -m agents demo --out $(OUT) --full
 	$(BIN)/python -m vision3d demo --out $(OUT) --full
+	$(BIN)/python -m bodies demo --out $(OUT) --full
 	@echo "open $(OUT)/index.html"
 
 test: install

@@ -7,16 +7,19 @@ from envs.io.cli import parse, report, run_main
 
 def main(argv: list[str] | None = None) -> int:
     from bodies.commands import COMMANDS, Fit, Render, Train, fit, render, train
+    from bodies.demo import Demo, run_demo
 
     description = ("Parametric human bodies (notes §13): render bodies with exact ground truth, train 2D pose "
                    "methods and learned gradient descent, fit bodies to keypoints.")
-    args = parse(COMMANDS, argv, "python -m bodies", description)
+    args = parse({**COMMANDS, "demo": Demo}, argv, "python -m bodies", description)
     if isinstance(args, Render):
         report(render(args), args.json)
     elif isinstance(args, Train):
         report(train(args), args.json)
     elif isinstance(args, Fit):
         report(fit(args), args.json)
+    else:
+        run_demo(args)
     return 0
 
 

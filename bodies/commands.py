@@ -51,7 +51,7 @@ class Train:
     held_out: float = 0.1
     """Fraction of --data kept out of training and scored (PCK@0.2, per stage)."""
     steps: int | None = None
-    """Training steps; default: the method's own."""
+    """Training steps; default: the method's own (DeepPose: its first stage; the refinement stages keep theirs)."""
     seed: int = 0
     """Seed of the initialisation and the batches."""
     threads: int = 1

@@ -34,7 +34,7 @@ __all__ = ["LGDConfig", "LGDNet", "LGDObjective", "fit_lgd", "sample_problems", 
 
 
 def _default_fit() -> FitConfig:
-    return FitConfig(steps=2000, lr=1e-3, warmup_steps=100, log_every=50, checkpoint_every=500)
+    return FitConfig(steps=1500, lr=1e-3, warmup_steps=100, log_every=50, checkpoint_every=500)
 
 
 @dataclass
