@@ -82,8 +82,8 @@ def _turntables(folder: Path, model: BodyModel) -> list[Item]:
         videos.append(list(iio.imread(path)))
         path.unlink()
     write_video(side_by_side(*videos), folder / "turntable.mp4", fps=16)
-    from vision3d.render import MeshRenderer, composite, framing_radius
     from vision3d.camera import Intrinsics, look_at
+    from vision3d.render import MeshRenderer, composite, framing_radius
 
     tiles, titles = [], []
     intrinsics = Intrinsics.from_fov(200, 200, 0.7)
