@@ -9,6 +9,9 @@ Modules, one per topic of the notes:
   deformer the shipped model's pose blend shapes are learned from; ``procedural``: that shipped model's builder.
 * ``prior``: joint limits, the pose sampler and the fitting priors; ``data``: rendered data sets.
 * ``pictorial`` (§13.1): pictorial structures and the mixture of parts; ``cpm``: convolutional pose machines;
-  ``deeppose``: DeepPose's regression cascade; ``metrics``: PCK, PCKh, MPJPE, PA-MPJPE.
+  ``deeppose``: DeepPose's regression cascade; ``heatmaps``: their targets, decoding and augmentation;
+  ``appearance2d``: the learned part filters and springs of pictorial structures; ``metrics``: PCK, PCKh, MPJPE,
+  PA-MPJPE.
 * ``fitting`` (§13.3): the reprojection loss and the optimisation baseline; ``lgd``: learned gradient descent.
+* ``commands``, ``demo``: ``python -m bodies render | train | fit | demo``.
 """
