@@ -118,16 +118,19 @@ def batch_rigid_transform(
         raise ValueError(f"rot_mats must be [B, J, 3, 3] = {[B, J, 3, 3]} for joints {list(joints.shape)}, "
                          f"got {list(rot_mats.shape)}")
     tree = kinematic_tree(parents) if tree is None else tree
-    rel_joints = joints - F.pad(joints, (0, 0, 0, 1))[:, tree.parents]  # the root keeps its position
-    local = torch.cat([F.pad(rot_mats, (0, 0, 0, 1)), F.pad(rel_joints[..., None], (0, 0, 0, 1), value=1.0)], dim=-1)
-    eye = torch.eye(4, dtype=local.dtype, device=local.device).expand(B, 1, 4, 4)
-    chain = torch.cat([local, eye], dim=1)  # [B, J + 1, 4, 4], the sentinel's link is the identity
+    padded = torch.cat([joints, joints.new_zeros(B, 1, 3)], dim=1)  # the sentinel sits at the origin
+    rel_joints = joints - padded.index_select(1, tree.parents)  # the root keeps its position
+    bottom = joints.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(B, J + 1, 1, 4)
+    top = torch.cat([rot_mats, rel_joints[..., None]], dim=-1)  # [B, J, 3, 4]
+    eye = torch.eye(3, 4, dtype=top.dtype, device=top.device).expand(B, 1, 3, 4)
+    chain = torch.cat([torch.cat([top, eye], dim=1), bottom], dim=2)  # [B, J + 1, 4, 4]; the sentinel's is I
     for jump in tree.jumps:
-        chain = chain[:, jump] @ chain
+        chain = chain.index_select(1, jump) @ chain
     chain = chain[:, :J]
     posed_joints = chain[:, :, :3, 3]
     rest_removed = posed_joints - (chain[:, :, :3, :3] @ joints[..., None])[..., 0]
-    A = torch.cat([chain[:, :, :, :3], F.pad(rest_removed, (0, 1))[..., None]], dim=-1)
+    A = torch.cat([chain[:, :, :, :3], torch.cat([rest_removed, joints.new_zeros(B, J, 1)], dim=-1)[..., None]],
+                  dim=-1)
     return posed_joints, A
 
 

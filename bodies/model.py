@@ -174,7 +174,7 @@ class BodyModel(nn.Module):
         vertices = self._skin(v_posed, A)
         if transl is not None:
             vertices, joints = vertices + transl[:, None], joints + transl[:, None]
-        extra = None if self.extra_vertex_ids is None else vertices[:, self.extra_vertex_ids]
+        extra = None if self.extra_vertex_ids is None else vertices.index_select(1, self.extra_vertex_ids)
         return BodyOutput(vertices, joints, extra)
 
     def _blend(self, betas: Tensor, features: Tensor) -> Tensor:  # [B, 3N], coordinate-major
@@ -183,8 +183,8 @@ class BodyModel(nn.Module):
         if self.pose_regions is None or betas.shape[0] > 8:  # a big batch keeps BLAS busy: dense is as fast
             return torch.addmm(shaped, features, self.posedirs_cm)
         B = betas.shape[0]
-        blocks = [(features[:, feats] @ block).view(B, 3, -1) for feats, block in self.pose_regions]
-        return shaped + torch.cat(blocks, dim=2)[:, :, self.region_inverse].view(B, -1)
+        blocks = [(features.index_select(1, feats) @ block).view(B, 3, -1) for feats, block in self.pose_regions]
+        return shaped + torch.cat(blocks, dim=2).index_select(2, self.region_inverse).view(B, -1)
 
     def _skin(self, v_posed: Tensor, A: Tensor) -> Tensor:  # v_posed [B, 3, N] -> [B, N, 3]
         """:func:`bodies.lbs.skin` in the coordinate-major layout: ``T = sum_k w_k G_k`` as one product, then
