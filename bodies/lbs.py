@@ -8,7 +8,8 @@ Small pure functions, batched over a leading ``B``, named after the paper:
   minus the rest pose's (identity) rotations, the inputs of the pose blend shapes ``B_P``;
 * :func:`vertices2joints` — the joint regressor ``J(beta) = J_regressor (T + B_S(beta))``;
 * :func:`batch_rigid_transform` — the global transforms ``G_k(theta, J)`` along the kinematic tree;
-* :func:`skin` — ``t'_i = (sum_k w_ki G_k) t_i`` of linear blend skinning;
+* :func:`skin` — ``t'_i = (sum_k w_ki G_k) t_i`` of linear blend skinning (``t_i`` is vertex ``i``; the notes call it
+  a joint location);
 * :func:`lbs` — all of it: ``T_P = T + B_S(beta) + B_P(theta)``, then skinning.
 
 The notes' ``G_k(theta, J)`` maps a rest-pose point to the posed one; as in SMPL, that is the global

@@ -87,7 +87,9 @@ class BodyBuild:
 # ------------------------------------------------------------------------------------------------------ shape
 def learn_shape_space(samples: np.ndarray, num_betas: int = NUM_BETAS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PCA of registered meshes ``samples [M, N, 3]``: the mean ``[N, 3]``, ``shapedirs [N, 3, S]`` (unit
-    components scaled by their standard deviation) and the fraction of variance of each component ``[S]``."""
+    components scaled by their standard deviation) and the fraction of variance of each component ``[S]``.
+    The notes represent each shape "by its joint locations"; SMPL's PCA (implemented here) is over the registered
+    T-pose vertices, and the joints follow from them through the joint regressor."""
     M, N, _ = samples.shape
     if M < 2:
         raise ValueError(f"samples: expected at least 2 meshes, got {M}")
