@@ -38,7 +38,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PictorialConfig:
-    """Hyperparameters of the learned pictorial-structures model."""
+    """Hyperparameters of the learned pictorial-structures model. The defaults are the best variant measured on
+    128 x 128 renders of posed bodies (4,000 training images fit in about 5 minutes on one core, under 3 GB)."""
 
     cell_size: int = 8
     """side of the box over which gradient orientations are histogrammed (pixels)"""
@@ -46,17 +47,17 @@ class PictorialConfig:
     """pixels between score-grid cells; locations are found to this resolution"""
     orientations: int = 9
     """unsigned gradient-orientation bins"""
-    window: int = 5
+    window: int = 7
     """side of a part filter, in grid cells"""
-    n_types: int = 1
+    n_types: int = 4
     """mixture components per part (Yang & Ramanan's types); 1 is the classic single-template model"""
     negatives_per_image: int = 20
     """random background cells per training image"""
-    near_negatives_per_image: int = 0
+    near_negatives_per_image: int = 20
     """background cells per training image drawn ``near_distance`` cells from a random visible keypoint"""
     near_distance: tuple[int, int] = (2, 4)
     """range of the Chebyshev distance (grid cells) of those near negatives from their keypoint"""
-    hard_negative_rounds: int = 0
+    hard_negative_rounds: int = 1
     """refits, each after adding every part's best-scoring wrong cell of every training image as background"""
     C: float = 1.0
     """inverse L2 regularisation of the logistic regression (sklearn's: the loss is summed over examples)"""
@@ -64,9 +65,9 @@ class PictorialConfig:
     """L-BFGS iterations of each logistic-regression fit"""
     min_std: float = 1.0
     """floor on the spring's standard deviation per axis (pixels)"""
-    deformation_scale: float = 1.0
+    deformation_scale: float = 0.5
     """beta: weight of the springs against the unaries"""
-    chunk: int = 256
+    chunk: int = 128
     """images per chunk of feature extraction and scoring (bounds the memory of the dense intermediates)"""
     seed: int = 0
     """seed of the negative sampling and k-means"""
@@ -131,7 +132,7 @@ def window_features(features: np.ndarray, cells: np.ndarray, window: int) -> np.
 
 def _gather_windows(features: np.ndarray, cells: np.ndarray, window: int) -> np.ndarray:  # [M, window^2 C] float32
     """``window_features`` without the padded copy of ``features``: blocks read by clipped indices, zeroed outside."""
-    _, Hg, Wg, C = features.shape
+    Hg, Wg = features.shape[1:3]
     r = window // 2
     dy, dx = (d.ravel() - r for d in np.meshgrid(np.arange(window), np.arange(window), indexing="ij"))
     y, x = cells[:, 2, None] + dy, cells[:, 1, None] + dx  # [M, window^2]
@@ -158,8 +159,10 @@ def fit_softmax(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, max_iter
     (sklearn's objective), by L-BFGS on standardised features; returns ``coef [n_classes, D]``, ``intercept``
     in the original units. ``X`` is ``[M, D]`` float32 and is standardised in place (the caller's copy)."""
     mean = X.mean(0, dtype=np.float64).astype(np.float32)
-    std = (X.std(0, dtype=np.float64) + 1e-6).astype(np.float32)
     X -= mean
+    step = 1 << 15  # the variance chunk by chunk: no float64 copy of X
+    var = sum(np.square(X[a : a + step], dtype=np.float64).sum(0) for a in range(0, len(X), step)) / len(X)
+    std = (np.sqrt(var) + 1e-6).astype(np.float32)
     X /= std
     data, target = torch.from_numpy(X), torch.from_numpy(np.asarray(y, dtype=np.int64))
     W = torch.zeros(n_classes, X.shape[1], requires_grad=True)
@@ -211,6 +214,8 @@ class PictorialStructures:
 
     # ---------------------------------------------------------------------------------------------- fitting
     def fit(self, images: np.ndarray, keypoints2d: np.ndarray, visible: np.ndarray) -> PictorialStructures:
+        """Springs and types from the keypoints, then the part filters: a fit on the positives and the sampled
+        negatives, and ``hard_negative_rounds`` refits each with the wrong detections of the last fit added."""
         cfg = self.config
         images = _check_images(images)
         N, H, W, _ = images.shape
@@ -298,7 +303,7 @@ class PictorialStructures:
                            rng.integers(0, Hg, M)], 1)
         L = N * cfg.near_negatives_per_image
         n = np.repeat(np.arange(N), cfg.near_negatives_per_image)
-        k = np.array([rng.choice(np.flatnonzero(row)) if row.any() else 0 for row in inside[n]], dtype=np.int64)
+        k = np.argmax(np.where(inside[n], rng.random(inside[n].shape), -1.0), axis=1)  # a random visible keypoint
         lo, hi = cfg.near_distance
         d = rng.integers(-hi, hi + 1, (L, 2))  # pushed out to Chebyshev distance >= lo along its larger axis
         big = np.argmax(np.abs(d), axis=1)

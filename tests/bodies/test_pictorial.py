@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 from bodies.appearance2d import (
     PictorialConfig,
@@ -29,6 +30,8 @@ from bodies.pictorial import (
     tree_levels,
 )
 from bodies.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, NUM_KEYPOINTS
+
+torch.set_num_threads(1)  # the fits are small: extra threads only contend
 
 
 def random_springs(rng, shape, scale):  # [..., 4] with w_x, w_y >= 0 and signed linear terms
@@ -199,6 +202,19 @@ def test_hard_negatives_are_the_best_cells_away_from_the_keypoints():
     np.testing.assert_array_equal(rows, [[0, 6, 5], [0, 0, 0], [1, 1, 1], [1, 1, 1]])
 
 
+def test_negatives_avoid_the_keypoints_and_near_ones_surround_them():
+    rng = np.random.default_rng(10)
+    cells = rng.integers(0, 16, (50, NUM_KEYPOINTS, 2))  # [N, K, 2] (x, y)
+    inside = rng.random((50, NUM_KEYPOINTS)) < 0.9
+    config = PictorialConfig(negatives_per_image=0, near_negatives_per_image=30, near_distance=(2, 3))
+    negatives = PictorialStructures(config)._sample_negatives(rng, cells, inside, 16, 16)  # [M, 3]
+    assert len(negatives) > 50 * 30 // 2
+    d = np.abs(cells[negatives[:, 0]] - negatives[:, None, 1:]).max(-1)  # [M, K] Chebyshev distances
+    d = np.where(inside[negatives[:, 0]], d, 99)
+    assert (d.min(1) >= 2).all() and (d.min(1) <= 3).all()
+    assert ((negatives[:, 1:] >= 0) & (negatives[:, 1:] < 16)).all()
+
+
 def test_softmax_fit_matches_sklearn():
     from sklearn.linear_model import LogisticRegression
 
@@ -263,7 +279,7 @@ def people():
 
 @pytest.fixture(scope="module")
 def model(people):
-    return PictorialStructures(PictorialConfig(cell_size=4, stride=2, window=5)).fit(*people[0])
+    return PictorialStructures(PictorialConfig(cell_size=4, stride=2, window=5, n_types=1)).fit(*people[0])
 
 
 def mean_pose_pck(train, test) -> float:
@@ -290,7 +306,8 @@ def test_learned_model_beats_the_mean_pose_and_the_part_detectors_alone(model, p
 
 def test_mixture_of_parts_model(people, measured):
     train, test = people
-    mixture = PictorialStructures(PictorialConfig(cell_size=4, stride=2, window=5, n_types=2)).fit(*train)
+    config = PictorialConfig(cell_size=4, stride=2, window=5, n_types=2, hard_negative_rounds=0)
+    mixture = PictorialStructures(config).fit(*train)
     assert mixture.filters_.shape[:2] == (NUM_KEYPOINTS, 2)
     poses = mixture.map_poses(test[0])
     ours = pck((poses.locations + 0.5) * 2, test[1], test[2]).overall
