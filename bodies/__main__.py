@@ -1,4 +1,4 @@
-"""``python -m bodies render | train <method> | fit <method> | demo`` (see ``--help`` of each)."""
+"""``python -m bodies render | train <method> | fit <method> | export-smpl | demo`` (see ``--help`` of each)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from envs.io.cli import parse, report, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bodies.commands import COMMANDS, Fit, Render, Train, fit, render, train
+    from bodies.commands import COMMANDS, Export, Fit, Render, Train, export, fit, render, train
     from bodies.demo import Demo, run_demo
 
     description = ("Parametric human bodies (notes §13): render bodies with exact ground truth, train 2D pose "
@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
         report(train(args), args.json)
     elif isinstance(args, Fit):
         report(fit(args), args.json)
+    elif isinstance(args, Export):
+        report(export(args), args.json)
     else:
         run_demo(args)
     return 0

@@ -84,6 +84,28 @@ class Fit:
     """Print metrics.json."""
 
 
+@dataclass
+class Export:
+    """Write a body model as an SMPL-style .pkl of plain numpy arrays (for tools that read only SMPL pickles, such as
+    smplx.SMPL(model_path=...))."""
+
+    out: Path
+    """The .pkl to write."""
+    model: Path | None = None
+    """An SMPL-format .npz; default: the shipped procedural body."""
+    json: bool = False
+    """Print one JSON object with what was written."""
+
+
+def export(args: Export) -> dict[str, Any]:
+    from bodies.model import default_model_path
+    from bodies.model_files import read_model, write_smpl_pickle
+
+    path = write_smpl_pickle(args.model or default_model_path(), args.out)
+    arrays = read_model(path)  # read back through the restricted unpickler
+    return {"out": str(path), "vertices": len(arrays.v_template), "joints": len(arrays.parents)}
+
+
 def render(args: Render) -> dict[str, Any]:
     return render_dataset(args.out, RenderConfig(count=args.poses, size=args.size, seed=args.seed,
                                                  shape_scale=args.shape_scale, camera=CameraRange()),
@@ -220,4 +242,4 @@ def fit(args: Fit) -> dict[str, Any]:
     return summary
 
 
-COMMANDS: dict[str, type] = {"render": Render, "train": Train, "fit": Fit}
+COMMANDS: dict[str, type] = {"render": Render, "train": Train, "fit": Fit, "export-smpl": Export}

@@ -214,6 +214,20 @@ def _check(path: Path, data: dict[str, Any]) -> ModelArrays:
                        vertex_colors=None if colors is None else np.asarray(colors, dtype=np.uint8))
 
 
+def write_smpl_pickle(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Write an SMPL-format ``.npz`` as the ``.pkl`` layout of the official files (a dict of plain numpy arrays), so
+    that tools that read only SMPL pickles (``smplx.SMPL(model_path=...)``) load it; :func:`read_model` reads it
+    back through the restricted unpickler."""
+    from envs.io.files import atomic_write_bytes
+
+    data = read_npz(source)
+    missing = [key for key in REQUIRED if key not in data]
+    if missing:
+        raise ValueError(f"{source}: missing {', '.join(missing)}")
+    atomic_write_bytes(path, pickle.dumps(dict(data), protocol=2))
+    return Path(path)
+
+
 def read_model(path: str | os.PathLike[str]) -> ModelArrays:
     """The arrays of an SMPL-format model file (``.npz`` or SMPL's ``.pkl``), or one ``ValueError`` line."""
     path = Path(path)

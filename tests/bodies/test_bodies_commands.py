@@ -28,6 +28,8 @@ def test_render_train_and_fit_from_the_command_line(tmp_path, capsys):
                "--count", "2", "--json")
     assert adam["samples"] == 2 and adam["seconds_per_sample"] > 0
     assert json.loads((tmp_path / "adam" / "metrics.json").read_text())["pa_mpjpe_mm"] == adam["pa_mpjpe_mm"]
+    exported = run(capsys, "export-smpl", "--out", str(tmp_path / "SMPL_NEUTRAL.pkl"), "--json")
+    assert exported["vertices"] == 5000 and exported["joints"] == 24
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -31,7 +31,9 @@ def smplx_model(path):
         struct = Struct(**{key: data[key] for key in data.files})
     ids = {SMPLX_NAMES[name]: int(i) for name, i in zip(EXTRA_KEYPOINT_NAMES, arrays.extra_vertex_ids, strict=True)
            if name in SMPLX_NAMES}
-    return smplx.SMPL(str(path), data_struct=struct, num_betas=10, vertex_ids=ids, batch_size=1)
+    model = smplx.SMPL(str(path), data_struct=struct, num_betas=10, vertex_ids=ids, batch_size=1)
+    model.vertex_ids = ids
+    return model
 
 
 @pytest.mark.parametrize("B", [1, 16])
@@ -52,3 +54,18 @@ def test_shipped_model_agrees_with_smplx(B):
     fast = ours.joints(betas, body_pose, global_orient, transl)
     assert (fast.joints - b.joints[:, :24]).abs().max() <= 1e-6
     assert (fast.extra[:, :21] - b.joints[:, 24:]).abs().max() <= 1e-6
+
+
+def test_the_pickle_export_loads_in_smplx_by_path(tmp_path):
+    """``smplx.SMPL(model_path=...)``, the way smplx users load SMPL_NEUTRAL.pkl, on our exported pickle."""
+    from bodies.model_files import write_smpl_pickle
+
+    path = write_smpl_pickle(default_model_path(), tmp_path / "SMPL_NEUTRAL.pkl")
+    ours = BodyModel.from_file(path)  # and back through the restricted unpickler
+    peer = smplx.SMPL(model_path=str(path), num_betas=10, vertex_ids=smplx_model(default_model_path()).vertex_ids)
+    g = torch.Generator().manual_seed(7)
+    betas, body_pose = torch.randn(4, 10, generator=g), 0.6 * torch.randn(4, 69, generator=g)
+    with torch.no_grad():
+        a = ours(betas, body_pose)
+        b = peer(betas=betas, body_pose=body_pose, global_orient=torch.zeros(4, 3), transl=torch.zeros(4, 3))
+    assert (a.vertices - b.vertices).abs().max() <= 1e-6 and (a.joints - b.joints[:, :24]).abs().max() <= 1e-6
