@@ -140,7 +140,7 @@ def run_demo(args: Demo) -> Path:
     start = time.perf_counter()
     set_threads(args.threads)
     if args.full:
-        args = dataclasses.replace(args, images=4400, cpm_steps=1500, lgd_steps=1500, adam_steps=1000, fit_samples=300)
+        args = dataclasses.replace(args, images=4400, cpm_steps=2800, lgd_steps=1500, adam_steps=1000, fit_samples=300)
     folder = args.out / "bodies"
     folder.mkdir(parents=True, exist_ok=True)
     model = BodyModel.from_file()

@@ -88,9 +88,10 @@ def test_every_stage_has_the_belief_map_shape():
     assert np.array_equal(prediction.keypoints, prediction.stage_keypoints[-1])
 
 
-def test_receptive_field_matches_the_gradient_and_grows():
+@pytest.mark.parametrize("trunk_blocks", [0, 2])
+def test_receptive_field_matches_the_gradient_and_grows(trunk_blocks):
     torch.manual_seed(0)
-    model = CPM(CPMConfig(stages=3, channels=4)).eval()
+    model = CPM(CPMConfig(stages=3, channels=4, trunk_blocks=trunk_blocks)).eval()
     with torch.no_grad():  # positive weights and inputs: every path in the receptive field carries gradient
         for p in model.parameters():
             p.abs_()
@@ -104,6 +105,9 @@ def test_receptive_field_matches_the_gradient_and_grows():
         rows, cols = np.flatnonzero(nonzero.any(1)), np.flatnonzero(nonzero.any(0))
         assert rows[-1] - rows[0] + 1 == r and cols[-1] - cols[0] + 1 == r
         assert int(nonzero.sum()) == r * r  # a full square, no holes from the dilations
+    if trunk_blocks:  # each residual block adds two 3x3 convolutions at stride s on the longest path
+        plain = CPM(CPMConfig(stages=3, channels=4, trunk_blocks=0))
+        assert receptive_field(model, 1) - receptive_field(plain, 1) == trunk_blocks * 2 * 2 * model.stride
 
 
 def test_flip_and_zoom_move_keypoints_with_the_image():
