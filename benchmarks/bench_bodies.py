@@ -28,17 +28,11 @@ def smplx_model(path: str):
     import smplx
     from smplx.utils import Struct
 
-    from bodies.model_files import read_model
-    from bodies.skeleton import EXTRA_KEYPOINT_NAMES
+    from bodies.model_files import smplx_vertex_ids
 
-    names = {"nose": "nose", "right_eye": "reye", "left_eye": "leye", "right_ear": "rear", "left_ear": "lear",
-             "left_big_toe": "LBigToe", "left_small_toe": "LSmallToe", "left_heel": "LHeel", "right_big_toe": "RBigToe",
-             "right_small_toe": "RSmallToe", "right_heel": "RHeel",
-             **{f"{s}_{t}": f"{s[0]}{t}" for s in ("left", "right") for t in ("thumb", "index", "middle", "ring", "pinky")}}
-    ids = read_model(path).extra_vertex_ids
     with np.load(path, allow_pickle=False) as data:
         struct = Struct(**{key: data[key] for key in data.files})
-    vertex_ids = {names[n]: int(i) for n, i in zip(EXTRA_KEYPOINT_NAMES, ids, strict=True) if n in names}
+    vertex_ids = smplx_vertex_ids(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return smplx.SMPL(path, data_struct=struct, num_betas=10, vertex_ids=vertex_ids)

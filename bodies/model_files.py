@@ -34,6 +34,12 @@ SMPL_EXTRA_VERTEX_IDS: tuple[int, ...] = (
     332, 6260, 2800, 4071, 583, 3216, 3226, 3387, 6617, 6624, 6787, 2746, 2319, 2445, 2556, 2673, 6191, 5782, 5905,
     6016, 6133, 411,
 )
+#: smplx's names of the extra joints it reads off vertices (its ``vertex_ids`` keys), by our keypoint names.
+SMPLX_NAMES = {"nose": "nose", "right_eye": "reye", "left_eye": "leye", "right_ear": "rear", "left_ear": "lear",
+               "left_big_toe": "LBigToe", "left_small_toe": "LSmallToe", "left_heel": "LHeel",
+               "right_big_toe": "RBigToe", "right_small_toe": "RSmallToe", "right_heel": "RHeel",
+               **{f"{side}_{tip}": f"{side[0]}{tip}" for side in ("left", "right")
+                  for tip in ("thumb", "index", "middle", "ring", "pinky")}}
 REQUIRED = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 
 
@@ -212,6 +218,15 @@ def _check(path: Path, data: dict[str, Any]) -> ModelArrays:
         raise ValueError(f"{path}: holds non-finite values")
     return ModelArrays(**floats, parents=parents, faces=faces, extra_vertex_ids=extra,
                        vertex_colors=None if colors is None else np.asarray(colors, dtype=np.uint8))
+
+
+def smplx_vertex_ids(path: str | os.PathLike[str]) -> dict[str, int]:
+    """A model file's keypoint vertices as smplx's ``vertex_ids`` (so smplx reports the same extra joints)."""
+    arrays = read_model(path)
+    if arrays.extra_vertex_ids is None:
+        raise ValueError(f"{path}: has no extra_vertex_ids")
+    return {SMPLX_NAMES[name]: int(i) for name, i in zip(EXTRA_KEYPOINT_NAMES, arrays.extra_vertex_ids, strict=True)
+            if name in SMPLX_NAMES}
 
 
 def write_smpl_pickle(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:

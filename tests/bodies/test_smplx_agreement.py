@@ -11,26 +11,16 @@ import pytest
 import torch
 
 from bodies.model import BodyModel, default_model_path
-from bodies.model_files import read_model
-from bodies.skeleton import EXTRA_KEYPOINT_NAMES
+from bodies.model_files import smplx_vertex_ids
 
 smplx = pytest.importorskip("smplx")  # in the test extra; skipped only where a user has not installed it
-
-SMPLX_NAMES = {"nose": "nose", "right_eye": "reye", "left_eye": "leye", "right_ear": "rear", "left_ear": "lear",
-               "left_big_toe": "LBigToe", "left_small_toe": "LSmallToe", "left_heel": "LHeel",
-               "right_big_toe": "RBigToe", "right_small_toe": "RSmallToe", "right_heel": "RHeel",
-               **{f"{side}_{tip}": f"{side[0]}{tip}" for side in ("left", "right")
-                  for tip in ("thumb", "index", "middle", "ring", "pinky")}}
-
 
 def smplx_model(path):
     from smplx.utils import Struct
 
-    arrays = read_model(path)
     with np.load(path, allow_pickle=False) as data:
         struct = Struct(**{key: data[key] for key in data.files})
-    ids = {SMPLX_NAMES[name]: int(i) for name, i in zip(EXTRA_KEYPOINT_NAMES, arrays.extra_vertex_ids, strict=True)
-           if name in SMPLX_NAMES}
+    ids = smplx_vertex_ids(path)
     model = smplx.SMPL(str(path), data_struct=struct, num_betas=10, vertex_ids=ids, batch_size=1)
     model.vertex_ids = ids
     return model
