@@ -184,7 +184,7 @@ class BodyModel(nn.Module):
             return torch.addmm(shaped, features, self.posedirs_cm)
         B = betas.shape[0]
         blocks = [(features.index_select(1, feats) @ block).view(B, 3, -1) for feats, block in self.pose_regions]
-        return shaped + torch.cat(blocks, dim=2).index_select(2, self.region_inverse).view(B, -1)
+        return shaped + torch.cat(blocks, dim=2)[:, :, self.region_inverse].view(B, -1)
 
     def _skin(self, v_posed: Tensor, A: Tensor) -> Tensor:  # v_posed [B, 3, N] -> [B, N, 3]
         """:func:`bodies.lbs.skin` in the coordinate-major layout: ``T = sum_k w_k G_k`` as one product, then
