@@ -68,6 +68,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_deep_rl.py --algo actor-critic --steps 200000 --eval-every 10000 --seeds 0 1 2
 	$(BIN)/python benchmarks/bench_vision3d.py
 	$(BIN)/python benchmarks/bench_threads.py
+	$(BIN)/python benchmarks/bench_bodies.py
+	$(BIN)/python benchmarks/bench_pictorial.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache build *.egg-info
