@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import torch
 import tyro
 
 from bodies.data import CameraRange, RenderConfig, load_renders, render_dataset
@@ -181,38 +180,27 @@ def _train_pictorial(args: Train, data: tuple, held: tuple) -> dict[str, Any]:
 _TRAINERS = {"cpm": _train_cpm, "deeppose": _train_deeppose, "pictorial": _train_pictorial}
 
 
-def _held_out_problems(path: Path, count: int | None = None) -> tuple[dict[str, torch.Tensor], int]:
-    from bodies.fitting import normalise, root_relative
-
-    renders = load_renders(path, images=False)
-    n = len(renders.keypoints2d) if count is None else min(count, len(renders.keypoints2d))
-    size = int(renders.meta["size"])
-    return {"x": torch.as_tensor(normalise(renders.keypoints2d[:n], size), dtype=torch.float32),
-            "visible": torch.as_tensor(renders.visible[:n], dtype=torch.float32),
-            "X": torch.as_tensor(root_relative(renders.keypoints3d[:n]), dtype=torch.float32)}, size
-
-
 def _train_lgd(args: Train) -> dict[str, Any]:
+    from bodies.fitting import keypoint_problems
     from bodies.lgd import LGDConfig, train_lgd
     from bodies.model import BodyModel
 
-    held, size = _held_out_problems(args.data) if args.data is not None else (None, 128)
-    config = _fit_config(LGDConfig(size=size), args)
-    _, result = train_lgd(BodyModel.from_file(), config, args.out, resume=args.resume, held_out=held,
+    problems = None if args.data is None else keypoint_problems(load_renders(args.data, images=False))
+    config = _fit_config(LGDConfig(size=128 if problems is None else problems.size), args)
+    _, result = train_lgd(BodyModel.from_file(), config, args.out, resume=args.resume, held_out=problems,
                           progress=not args.json)
     return {"steps": result.steps, "final_loss": result.final_loss, **result.evaluation}
 
 
 def fit(args: Fit) -> dict[str, Any]:
-    from bodies.fitting import AdamConfig, camera_keypoints, fit_adam, project, root_relative
-    from bodies.metrics import mpjpe, pa_mpjpe
+    from bodies.fitting import AdamConfig, fit_adam, fit_errors, keypoint_problems
     from bodies.model import BodyModel
     from generative.training import set_threads
 
     set_threads(args.threads)
     if args.method == "lgd" and args.lgd is None:
         raise ValueError("fit lgd needs --lgd RUN (a run folder of `python -m bodies train lgd`)")
-    problems, size = _held_out_problems(args.data, args.count)
+    problems = keypoint_problems(load_renders(args.data, images=False), args.count)
     model = BodyModel.from_file()
     if args.method == "lgd":
         from bodies.lgd import LGDConfig, LGDNet, fit_lgd
@@ -222,18 +210,13 @@ def fit(args: Fit) -> dict[str, Any]:
         config = loads(LGDConfig, (args.lgd / "config.json").read_text(), where=str(args.lgd / "config.json"))
         net = LGDNet(config.steps, config.hidden)
         load_modules(args.lgd, {"net": net})
-        out = fit_lgd(net, model, problems["x"], problems["visible"])
+        out = fit_lgd(net, model, problems.x, problems.visible)
     else:
-        out = fit_adam(model, problems["x"], problems["visible"], AdamConfig(steps=args.steps))
-    with torch.no_grad():
-        pred = root_relative(camera_keypoints(model, out.theta)).numpy()
-        error_2d = (project(model, out.theta) - problems["x"]).norm(dim=-1) * size
-    truth = problems["X"].numpy()
+        out = fit_adam(model, problems.x, problems.visible, AdamConfig(steps=args.steps))
+    samples = len(problems.x)
     decreasing = (out.losses[1:] <= out.losses[:-1]).all(0).float().mean() if args.method == "lgd" else None
-    summary = {"method": args.method, "samples": len(pred), "mpjpe_mm": 1000 * mpjpe(pred, truth),
-               "pa_mpjpe_mm": 1000 * pa_mpjpe(pred, truth),
-               "error_2d_px": float((error_2d * problems["visible"]).sum() / problems["visible"].sum()),
-               "seconds_per_sample": out.seconds / len(pred),
+    summary = {"method": args.method, "samples": samples, **fit_errors(model, out.theta, problems),
+               "seconds_per_sample": out.seconds / samples,
                "loss_per_step": [float(v) for v in out.losses.mean(1)] if args.method == "lgd" else None,
                "decreasing_every_step": None if decreasing is None else float(decreasing)}
     args.out.mkdir(parents=True, exist_ok=True)

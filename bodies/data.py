@@ -37,8 +37,10 @@ from bodies.prior import sample_betas, sample_poses
 from bodies.skeleton import JOINT_NAMES, KEYPOINT_NAMES, KEYPOINT_PARENTS
 from envs.io.arrays import read_npz
 from envs.io.files import atomic_path, atomic_write_json
+from vision3d.camera import Intrinsics, project
 
-__all__ = ["FORMAT", "CameraRange", "RenderConfig", "Renders", "load_renders", "render_dataset", "sample_cameras"]
+__all__ = ["FORMAT", "CameraDraw", "CameraRange", "RenderConfig", "Renders", "camera_intrinsics", "draw_cameras",
+           "load_renders", "render_dataset", "sample_cameras"]
 
 FORMAT = "machine-perception/bodies-render-1"
 #: vision3d's world has +z up; the camera sits at its origin looking along +y. OpenCV camera axes in that world:
@@ -81,6 +83,30 @@ class RenderConfig:
             raise ValueError(f"count must be >= 1 and size in 16..1024, got count={self.count}, size={self.size}")
 
 
+class CameraDraw(NamedTuple):
+    """Values drawn uniformly from a :class:`CameraRange` (the rendered sets and LGD's problems share them)."""
+
+    turn: np.ndarray  # [N, 3] yaw, pitch, roll (radians)
+    depth: np.ndarray  # [N] depth of the body's centre, metres
+    offset: np.ndarray  # [N, 2] offset of the body's centre from the image centre, fraction of the image size
+
+    def rotation(self) -> Rotation:
+        """The body's turn: about its vertical axis (yaw), then x (pitch), then z (roll)."""
+        return Rotation.from_euler("yxz", self.turn)
+
+
+def draw_cameras(count: int, rng: np.random.Generator, camera: CameraRange) -> CameraDraw:
+    """``count`` draws of the camera range: yaw, pitch, roll, depth, offset (in this order from ``rng``)."""
+    turn = np.stack([rng.uniform(*r, count) for r in (camera.yaw, camera.pitch, camera.roll)], 1)
+    depth = rng.uniform(*camera.distance, count)
+    return CameraDraw(turn, depth, rng.uniform(-camera.offset, camera.offset, (count, 2)))
+
+
+def camera_intrinsics(camera: CameraRange, size: int) -> Intrinsics:
+    """The pinhole camera of a square ``size`` image with the range's field of view."""
+    return Intrinsics.from_fov(size, size, math.radians(camera.fov_degrees))
+
+
 class Cameras(NamedTuple):
     R: np.ndarray  # [N, 3, 3] body -> camera (OpenCV axes)
     T: np.ndarray  # [N, 3] camera-frame position of the body's origin
@@ -91,22 +117,15 @@ class Cameras(NamedTuple):
 def sample_cameras(count: int, centre: np.ndarray, rng: np.random.Generator, camera: CameraRange,
                    size: int) -> Cameras:
     """Random ``R, T`` within ``camera``'s range (``centre``: the body's rest centre) and the matching ``s, t``."""
-    yaw, pitch, roll = (rng.uniform(*r, count) for r in (camera.yaw, camera.pitch, camera.roll))
+    draw = draw_cameras(count, rng, camera)
     # Body y (up) maps to camera -y (up in the image); body z (front) to camera -z (towards the camera) at yaw 0.
-    facing = np.diag([1.0, -1.0, -1.0])
-    turn = Rotation.from_euler("yxz", np.stack([yaw, pitch, roll], 1)).as_matrix()  # about body y, then x, z
-    R = facing @ turn
-    focal = 0.5 * size / math.tan(0.5 * math.radians(camera.fov_degrees))
-    depth = rng.uniform(*camera.distance, count)
-    offset = rng.uniform(-camera.offset, camera.offset, (count, 2)) * size * depth[:, None] / focal
-    T = np.concatenate([offset, depth[:, None]], 1) - R @ centre
-    s = focal / depth
+    R = np.diag([1.0, -1.0, -1.0]) @ draw.rotation().as_matrix()
+    focal = camera_intrinsics(camera, size).fx
+    offset = draw.offset * size * draw.depth[:, None] / focal
+    T = np.concatenate([offset, draw.depth[:, None]], 1) - R @ centre
+    s = focal / draw.depth
     t = s[:, None] * T[:, :2] + 0.5 * size
     return Cameras(R, T, s, t)
-
-
-def _project(points: np.ndarray, focal: float, size: int) -> np.ndarray:  # [..., 3] camera frame -> [..., 2]
-    return focal * points[..., :2] / points[..., 2:3] + 0.5 * size
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:  # [H, W, 3] float in [0, 1]
@@ -120,7 +139,6 @@ def render_dataset(out: str | os.PathLike[str], config: RenderConfig, model_path
     """Render ``config.count`` posed, shaped bodies into the folder ``out`` (see the module docstring)."""
     import trimesh
 
-    from vision3d.camera import Intrinsics
     from vision3d.render import MeshRenderer
 
     out = Path(out)
@@ -144,8 +162,8 @@ def render_dataset(out: str | os.PathLike[str], config: RenderConfig, model_path
         return np.einsum("nij,nkj->nki", R, points) + T[:, None]
 
     joints3d, keypoints3d = to_camera(joints), to_camera(keypoints)
-    intrinsics = Intrinsics.from_fov(size, size, math.radians(config.camera.fov_degrees))
-    keypoints2d = _project(keypoints3d, intrinsics.fx, size)
+    intrinsics = camera_intrinsics(config.camera, size)
+    keypoints2d = project(keypoints3d.reshape(-1, 3) @ CV_TO_WORLD.T, intrinsics, C2W)[0].reshape(N, -1, 2)
     visible = np.all((keypoints2d >= 0) & (keypoints2d < size), axis=2)
     occluded = np.zeros_like(visible)
     colors = model.vertex_colors if model.vertex_colors is not None else np.full((model.num_vertices, 3), 180)

@@ -21,9 +21,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bodies.data import RenderConfig, load_renders, render_dataset
-from bodies.fitting import AdamConfig, camera_keypoints, fit_adam, normalise, project, root_relative
+from bodies.fitting import AdamConfig, fit_adam, fit_errors, keypoint_problems, project
 from bodies.lgd import LGDConfig, fit_lgd, train_lgd, unroll
-from bodies.metrics import mpjpe, pa_mpjpe, pck
+from bodies.metrics import pck
 from bodies.model import BodyModel
 from bodies.prior import sample_poses
 from bodies.skeleton import KEYPOINT_PARENTS
@@ -65,7 +65,7 @@ def _body_mesh(model: BodyModel, vertices: np.ndarray) -> trimesh.Trimesh:
 
 def _turntables(folder: Path, model: BodyModel) -> list[Item]:
     """Four bodies (shapes from N(0, I), poses from the prior) turning, and the first three shape components."""
-    from vision3d.render import orbit_video
+    from vision3d.render import orbit_frames
 
     rng = np.random.default_rng(4)
     betas = torch.as_tensor(rng.standard_normal((4, 10)) * np.array([1.5] + [1.0] * 9), dtype=torch.float32)
@@ -73,14 +73,7 @@ def _turntables(folder: Path, model: BodyModel) -> list[Item]:
     pose[0] = 0.0  # the rest pose first
     with torch.no_grad():
         vertices = model(betas, pose).vertices.numpy()
-    videos = []
-    for i, v in enumerate(vertices):
-        path = folder / f"turntable_{i}.mp4"
-        orbit_video(_body_mesh(model, v), path, frames=48, size=192, fps=16, elevation=10.0)
-        import imageio.v3 as iio
-
-        videos.append(list(iio.imread(path)))
-        path.unlink()
+    videos = [list(orbit_frames(_body_mesh(model, v), frames=48, size=192, elevation=10.0)) for v in vertices]
     write_video(side_by_side(*videos), folder / "turntable.mp4", fps=16)
     from vision3d.camera import Intrinsics, look_at
     from vision3d.render import MeshRenderer, composite, framing_radius
@@ -220,10 +213,8 @@ def _fitting(folder: Path, args: Demo, model: BodyModel, test) -> list[Item]:
                                      progress=False, threads=args.threads, checkpoint_every=max(1, args.lgd_steps)))
     net, _ = train_lgd(model, config, folder / "runs" / "lgd", resume=(folder / "runs" / "lgd").exists(),
                        progress=False)
-    size = int(test.meta["size"])
-    x = torch.as_tensor(normalise(test.keypoints2d, size), dtype=torch.float32)
-    visible = torch.as_tensor(test.visible, dtype=torch.float32)
-    truth = root_relative(test.keypoints3d)
+    problems = keypoint_problems(test)
+    x, visible, size = problems.x, problems.visible, problems.size
     lgd = fit_lgd(net, model, x, visible)
     adam = fit_adam(model, x, visible, AdamConfig(steps=args.adam_steps))
     per_step = adam.seconds / args.adam_steps
@@ -231,10 +222,8 @@ def _fitting(folder: Path, args: Demo, model: BodyModel, test) -> list[Item]:
     adam_equal = fit_adam(model, x, visible, AdamConfig(steps=equal_steps))
 
     def row(name: str, out) -> list[str]:
-        with torch.no_grad():
-            pred = root_relative(camera_keypoints(model, out.theta)).numpy()
-            error_2d = float(((project(model, out.theta) - x).norm(dim=-1) * size * visible).sum() / visible.sum())
-        return [name, f"{1000 * pa_mpjpe(pred, truth):.1f}", f"{1000 * mpjpe(pred, truth):.1f}", f"{error_2d:.2f}",
+        errors = fit_errors(model, out.theta, problems)
+        return [name, f"{errors['pa_mpjpe_mm']:.1f}", f"{errors['mpjpe_mm']:.1f}", f"{errors['error_2d_px']:.2f}",
                 f"{1000 * out.seconds / len(x):.2f}"]
 
     rows = [row(f"learned gradient descent ({config.steps} steps)", lgd),

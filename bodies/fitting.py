@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -31,8 +31,11 @@ __all__ = [
     "AdamConfig",
     "FitOutput",
     "Layout",
+    "Problems",
     "camera_keypoints",
     "fit_adam",
+    "fit_errors",
+    "keypoint_problems",
     "normalise",
     "project",
     "reprojection_loss",
@@ -85,6 +88,35 @@ def reprojection_loss(x_n: Float[Tensor, "B 14 2"], x: Float[Tensor, "B 14 2"],
 def root_relative(points: np.ndarray | Tensor) -> np.ndarray | Tensor:  # [..., 14, 3]
     """Keypoints relative to the midpoint of the hips (the 14 keypoints have no pelvis)."""
     return points - 0.5 * (points[..., HIPS[0]:HIPS[0] + 1, :] + points[..., HIPS[1]:HIPS[1] + 1, :])
+
+
+class Problems(NamedTuple):
+    """Bodies to fit from their 2D keypoints, and the truth that scores the fits."""
+
+    x: Tensor  # [B, 14, 2] keypoints, normalised image coordinates
+    visible: Tensor  # [B, 14] 1.0 where the keypoint is inside the image
+    X: np.ndarray  # [B, 14, 3] the camera-frame 3D keypoints, root-relative (metres)
+    size: int  # image size in pixels
+
+
+def keypoint_problems(renders: Any, count: int | None = None) -> Problems:
+    """The first ``count`` bodies of a rendered data set (:class:`bodies.data.Renders`) as fitting problems."""
+    n = len(renders.keypoints2d) if count is None else min(count, len(renders.keypoints2d))
+    size = int(renders.meta["size"])
+    return Problems(torch.as_tensor(normalise(renders.keypoints2d[:n], size), dtype=torch.float32),
+                    torch.as_tensor(renders.visible[:n], dtype=torch.float32),
+                    root_relative(np.asarray(renders.keypoints3d[:n], dtype=np.float64)), size)
+
+
+def fit_errors(model: BodyModel, theta: Tensor, problems: Problems) -> dict[str, float]:
+    """MPJPE and PA-MPJPE (mm) of the fitted camera-frame 3D keypoints, and the mean 2D error (px) of the visible ones."""
+    from bodies.metrics import mpjpe, pa_mpjpe
+
+    with torch.no_grad():
+        pred = root_relative(camera_keypoints(model, theta)).numpy()
+        error_2d = (project(model, theta) - problems.x).norm(dim=-1) * problems.size
+    return {"mpjpe_mm": 1000 * mpjpe(pred, problems.X), "pa_mpjpe_mm": 1000 * pa_mpjpe(pred, problems.X),
+            "error_2d_px": float((error_2d * problems.visible).sum() / problems.visible.sum())}
 
 
 @dataclass

@@ -12,7 +12,6 @@ Each step has its own network. Fitting at test time uses only the 2D keypoints a
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 from torch import Tensor, nn
 
-from bodies.data import CameraRange
-from bodies.fitting import LAYOUT, FitOutput, camera_keypoints, project, reprojection_loss, root_relative
+from bodies.data import CameraRange, camera_intrinsics, draw_cameras
+from bodies.fitting import (
+    LAYOUT,
+    FitOutput,
+    Problems,
+    camera_keypoints,
+    fit_errors,
+    project,
+    reprojection_loss,
+    root_relative,
+)
 from bodies.model import BodyModel
 from bodies.prior import sample_betas, sample_poses
 from generative.nn.mlp import MLP
@@ -90,11 +97,10 @@ def sample_problems(count: int, rng: np.random.Generator, config: LGDConfig, mod
     cam = config.camera
     pose = torch.as_tensor(sample_poses(count, rng), dtype=torch.float32)
     betas = torch.as_tensor(sample_betas(count, rng), dtype=torch.float32)
-    turn = np.stack([rng.uniform(*cam.yaw, count), rng.uniform(*cam.pitch, count), rng.uniform(*cam.roll, count)], 1)
-    rot = torch.as_tensor(Rotation.from_euler("yxz", turn).as_rotvec(), dtype=torch.float32)
-    focal = 0.5 * config.size / math.tan(0.5 * math.radians(cam.fov_degrees))
-    scale = focal / rng.uniform(*cam.distance, count) / config.size
-    offset = rng.uniform(-cam.offset, cam.offset, (count, 2))
+    draw = draw_cameras(count, rng, cam)
+    rot = torch.as_tensor(draw.rotation().as_rotvec(), dtype=torch.float32)
+    scale = camera_intrinsics(cam, config.size).fx / draw.depth / config.size  # s of normalised coordinates
+    offset = draw.offset
     theta = torch.cat([pose, betas, rot, torch.as_tensor(scale, dtype=torch.float32)[:, None],
                        torch.as_tensor(offset, dtype=torch.float32)], 1)
     with torch.no_grad():
@@ -129,7 +135,7 @@ def unroll(net: LGDNet, model: BodyModel, x: Tensor, visible: Tensor) -> tuple[l
 class LGDObjective:
     """Trains the update networks through the unrolled steps on freshly drawn problems."""
 
-    def __init__(self, model: BodyModel, config: LGDConfig, held_out: dict[str, Tensor] | None = None) -> None:
+    def __init__(self, model: BodyModel, config: LGDConfig, held_out: Problems | None = None) -> None:
         self.model, self.config, self.held_out = model, config, held_out
         self.net = LGDNet(config.steps, config.hidden)
 
@@ -156,11 +162,8 @@ class LGDObjective:
     def evaluate(self, step: int) -> dict[str, float]:
         if self.held_out is None:
             return {}
-        from bodies.metrics import pa_mpjpe
-
-        out = fit_lgd(self.net, self.model, self.held_out["x"], self.held_out["visible"])
-        pred = root_relative(camera_keypoints(self.model, out.theta)).numpy()
-        return {"held_out_pa_mpjpe": pa_mpjpe(pred, self.held_out["X"].numpy())}
+        out = fit_lgd(self.net, self.model, self.held_out.x, self.held_out.visible)
+        return {"held_out_pa_mpjpe": fit_errors(self.model, out.theta, self.held_out)["pa_mpjpe_mm"] / 1000}
 
 
 def fit_lgd(net: LGDNet, model: BodyModel, x: Tensor, visible: Tensor) -> FitOutput:
@@ -172,7 +175,7 @@ def fit_lgd(net: LGDNet, model: BodyModel, x: Tensor, visible: Tensor) -> FitOut
 
 
 def train_lgd(model: BodyModel, config: LGDConfig, run_dir: str | Path, resume: bool = False,
-              held_out: dict[str, Tensor] | None = None, progress: bool = True) -> tuple[LGDNet, FitResult]:
+              held_out: Problems | None = None, progress: bool = True) -> tuple[LGDNet, FitResult]:
     """Train the update networks with the engine (run folder, checkpoints, resume)."""
     from generative.training import resolve_device, seed_everything
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -338,6 +339,24 @@ def composite(rgba: np.ndarray, background: tuple[float, float, float] = (1.0, 1
     return np.round(255.0 * rgb).astype(np.uint8)
 
 
+def orbit_frames(
+    mesh: trimesh.Trimesh,
+    frames: int = 72,
+    size: int = 256,
+    elevation: float = 25.0,
+    camera_angle_x: float = BLENDER_CAMERA_ANGLE_X,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> Iterator[np.ndarray]:  # [size, size, 3] uint8 each
+    """The frames of one full turn around ``mesh`` at ``elevation`` degrees (grey where it has no colours)."""
+    if frames <= 0 or size <= 0:
+        raise ValueError(f"frames and size must be positive, got {frames}, {size}")
+    intrinsics = Intrinsics.from_fov(size, size, camera_angle_x)
+    poses = sphere_poses(frames, radius=framing_radius(mesh, camera_angle_x), mode="turntable", elevation=elevation)
+    with MeshRenderer(mesh, intrinsics) as renderer:
+        for c2w in poses:
+            yield composite(renderer.render(c2w)[0], background)
+
+
 def orbit_video(
     mesh: trimesh.Trimesh,
     path: str | Path,
@@ -354,8 +373,5 @@ def orbit_video(
     """
     if frames <= 0 or size <= 0 or fps <= 0:
         raise ValueError(f"frames, size and fps must be positive, got {frames}, {size}, {fps}")
-    intrinsics = Intrinsics.from_fov(size, size, camera_angle_x)
-    poses = sphere_poses(frames, radius=framing_radius(mesh, camera_angle_x), mode="turntable", elevation=elevation)
-    with MeshRenderer(mesh, intrinsics) as renderer:
-        write_video((composite(renderer.render(c2w)[0], background) for c2w in poses), path, fps=fps)
+    write_video(orbit_frames(mesh, frames, size, elevation, camera_angle_x, background), path, fps=fps)
     return Path(path)

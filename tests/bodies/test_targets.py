@@ -7,11 +7,10 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from bodies.data import RenderConfig, load_renders, render_dataset
-from bodies.fitting import AdamConfig, camera_keypoints, fit_adam, normalise, root_relative
-from bodies.metrics import pa_mpjpe, pck
+from bodies.fitting import AdamConfig, fit_adam, fit_errors, keypoint_problems
+from bodies.metrics import pck
 
 pytestmark = pytest.mark.slow
 
@@ -78,10 +77,8 @@ def test_learned_gradient_descent_beats_adam(tmp_path, measured):
     from bodies.model import BodyModel
 
     render_dataset(tmp_path / "test", RenderConfig(count=300, seed=1))
-    test = load_renders(tmp_path / "test", images=False)
-    x = torch.as_tensor(normalise(test.keypoints2d, 128), dtype=torch.float32)
-    visible = torch.as_tensor(test.visible, dtype=torch.float32)
-    truth = root_relative(test.keypoints3d)
+    problems = keypoint_problems(load_renders(tmp_path / "test", images=False))
+    x, visible = problems.x, problems.visible
     model = BodyModel.from_file()
     start = time.perf_counter()
     net, _ = train_lgd(model, LGDConfig(), tmp_path / "lgd", progress=False)
@@ -89,9 +86,8 @@ def test_learned_gradient_descent_beats_adam(tmp_path, measured):
     lgd = fit_lgd(net, model, x, visible)
     adam = fit_adam(model, x, visible, AdamConfig(steps=1000))
 
-    def error(out):
-        with torch.no_grad():
-            return pa_mpjpe(root_relative(camera_keypoints(model, out.theta)).numpy(), truth)
+    def error(out):  # metres
+        return fit_errors(model, out.theta, problems)["pa_mpjpe_mm"] / 1000
 
     ratio, speed = error(lgd) / error(adam), adam.seconds / lgd.seconds
     decreasing = float((lgd.losses[1:] <= lgd.losses[:-1]).all(0).float().mean())
