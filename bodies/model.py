@@ -88,19 +88,18 @@ class BodyModel(nn.Module):
 
         shapedirs = arrays.shapedirs[:, :, :num_betas]
         buffer("v_template", arrays.v_template)  # T [N, 3]
-        buffer("shapedirs", shapedirs)  # S [N, 3, num_betas]
-        buffer("posedirs", arrays.posedirs)  # P [N, 3, 207]
         buffer("J_regressor", arrays.J_regressor)  # [J, N]
         buffer("weights", arrays.weights)  # w [N, J]
         self.register_buffer("parents", torch.as_tensor(arrays.parents))
         self.register_buffer("faces", torch.as_tensor(arrays.faces))
-        # Derived, not stored. Vertices are laid out coordinate-major ([3, N]: all x, then all y, then all z), so
-        # skinning is a few long multiply-adds instead of N tiny matrix products.
+        # S and P are stored once, coordinate-major ([3, N]: all x, then all y, then all z), so that blending and
+        # skinning are a few long operations; ``shapedirs``/``posedirs`` are views in SMPL's layout. Derived buffers
+        # (the template in that layout, the regressed joints) are not stored.
         N, P = self.num_vertices, arrays.posedirs.shape[2]
         buffer("template_cm", arrays.v_template.T.reshape(1, -1), persistent=False)  # [1, 3N]
-        buffer("shapedirs_cm", shapedirs.transpose(2, 1, 0).reshape(num_betas, -1), persistent=False)  # [S, 3N]
+        buffer("shapedirs_cm", shapedirs.transpose(2, 1, 0).reshape(num_betas, -1))  # [S, 3N]
         posedirs_cm = arrays.posedirs.transpose(2, 1, 0).reshape(P, -1)  # [207, 3N]
-        buffer("posedirs_cm", posedirs_cm, persistent=False)
+        buffer("posedirs_cm", posedirs_cm)
         buffer("weights_t", arrays.weights.T, persistent=False)  # [J, N]
         buffer("J_template", arrays.J_regressor @ arrays.v_template, persistent=False)  # [J, 3]
         buffer("J_shapedirs", (arrays.J_regressor @ shapedirs.reshape(N, -1)).reshape(
@@ -126,6 +125,14 @@ class BodyModel(nn.Module):
             buffer("extra_dirs", dirs.T, persistent=False)  # [S + 207, 3K]
         self.vertex_colors = arrays.vertex_colors
         self.tree = kinematic_tree(arrays.parents)
+
+    @property
+    def shapedirs(self) -> Tensor:  # [N, 3, S], SMPL's layout (a view)
+        return self.shapedirs_cm.view(self.num_betas, 3, self.num_vertices).permute(2, 1, 0)
+
+    @property
+    def posedirs(self) -> Tensor:  # [N, 3, 207], SMPL's layout (a view)
+        return self.posedirs_cm.view(-1, 3, self.num_vertices).permute(2, 1, 0)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None, num_betas: int = 10,
