@@ -87,10 +87,11 @@ class KinematicTree(NamedTuple):
 
 
 def kinematic_tree(parents: Tensor | Sequence[int]) -> KinematicTree:
-    """The jump tables of :func:`batch_rigid_transform` for a tree listed parents first (``parents[0]`` the root)."""
+    """The jump tables of :func:`batch_rigid_transform` for a tree rooted at joint 0 (``parents[0]``, any value, is
+    read as the root's)."""
     parents = np.asarray(parents.tolist() if isinstance(parents, Tensor) else parents, dtype=np.int64).copy()
     parents[0] = -1
-    depth = len(depth_levels(parents))  # checks the order; the longest path has ``depth`` joints
+    depth = len(depth_levels(parents))  # the longest path has ``depth`` joints
     J = len(parents)
     jump = np.append(np.where(parents < 0, J, parents), J)  # [J + 1]; the sentinel is its own parent
     jumps = []

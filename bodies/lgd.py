@@ -12,6 +12,7 @@ Each step has its own network. Fitting at test time uses only the 2D keypoints a
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,12 +178,11 @@ def fit_lgd(net: LGDNet, model: BodyModel, x: Tensor, visible: Tensor) -> FitOut
 def train_lgd(model: BodyModel, config: LGDConfig, run_dir: str | Path, resume: bool = False,
               held_out: Problems | None = None, progress: bool = True) -> tuple[LGDNet, FitResult]:
     """Train the update networks with the engine (run folder, checkpoints, resume)."""
-    from generative.training import resolve_device, seed_everything
+    from generative.training import seed_everything
 
     seed_everything(config.fit.seed)
-    resolve_device(config.fit.device)
     objective = LGDObjective(model, config, held_out)
-    fit_config = config.fit if progress else FitConfig(**{**config.fit.__dict__, "progress": False})
+    fit_config = config.fit if progress else dataclasses.replace(config.fit, progress=False)
     result = fit(objective, fit_config, run_dir, resume=resume, desc="lgd", record=config)
     return objective.net, result
 

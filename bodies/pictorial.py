@@ -20,6 +20,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from bodies.skeleton import KEYPOINT_PARENTS
+from bodies.skeleton import depth_levels as tree_levels  # parts by depth, any order, cycles rejected
 
 __all__ = [
     "BatchMAP", "PoseMAP", "brute_force_map", "configuration_score", "dense_transform", "distance_transform",
@@ -190,24 +191,6 @@ def _check_transform(score, weights, offsets):
 
 # ----------------------------------------------------------------------------------------------------------
 # max-product dynamic programming on the tree
-
-
-def tree_levels(parents: tuple[int, ...] | np.ndarray) -> list[np.ndarray]:
-    """Parts grouped by depth (level 0 the roots, ``parents[i] < 0``); any order of the parts, cycles rejected."""
-    parents = np.asarray(parents, dtype=np.int64)
-    K = len(parents)
-    depth = np.full(K, -1)
-    for i in range(K):
-        path, j = [], i
-        while depth[j] < 0 and parents[j] >= 0:
-            if j in path or not 0 <= parents[j] < K:
-                raise ValueError(f"parents must describe a forest over {K} parts, got {parents.tolist()}")
-            path.append(j)
-            j = parents[j]
-        depth[j] = max(depth[j], 0)  # a root
-        for p in reversed(path):
-            depth[p] = depth[parents[p]] + 1
-    return [np.flatnonzero(depth == d) for d in range(int(depth.max()) + 1)]
 
 
 def _as_mixture(unaries, weights, offsets, bias):

@@ -54,11 +54,19 @@ def kintree_table() -> np.ndarray:  # [2, 24]
 
 
 def depth_levels(parents: tuple[int, ...] | np.ndarray = PARENTS) -> list[np.ndarray]:
-    """Joints grouped by depth in the tree (level 0 the root); each level's parents are all in earlier levels."""
-    parents = np.asarray(parents)
-    depth = np.zeros(len(parents), dtype=np.int64)
-    for k in range(1, len(parents)):
-        if not 0 <= parents[k] < k:
-            raise ValueError(f"parents must list each joint after its parent, got parent {parents[k]} for joint {k}")
-        depth[k] = depth[parents[k]] + 1
+    """Nodes grouped by depth in the forest ``parents`` (level 0 the roots, ``parents[i] < 0``): each level's parents
+    are in the level before. Any order of the nodes; a cycle or an out-of-range parent is a ``ValueError``."""
+    parents = np.asarray(parents, dtype=np.int64)
+    K = len(parents)
+    depth = np.full(K, -1)
+    for i in range(K):
+        path, j = [], i
+        while depth[j] < 0 and parents[j] >= 0:
+            if j in path or not 0 <= parents[j] < K:
+                raise ValueError(f"parents must describe a forest over {K} nodes, got {parents.tolist()}")
+            path.append(j)
+            j = parents[j]
+        depth[j] = max(depth[j], 0)  # a root
+        for p in reversed(path):
+            depth[p] = depth[parents[p]] + 1
     return [np.flatnonzero(depth == d) for d in range(int(depth.max()) + 1)]
