@@ -1,4 +1,4 @@
-"""``python -m generative train <model> | demo`` (see ``--help`` of each)."""
+"""``python -m generative train <model> | sample RUN | demo`` (see ``--help`` of each)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ from envs.io.cli import parse, report, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from generative.commands import TrainCommand, train
+    from generative.commands import SampleCommand, TrainCommand, sample, train
     from generative.demo import Demo, run_demo
     from generative.training import distributed
 
-    commands = {"train": TrainCommand, "demo": Demo}
+    commands = {"train": TrainCommand, "sample": SampleCommand, "demo": Demo}
     args = parse(commands, argv, "python -m generative", "Neural networks and generative models (notes §1-10), trained on a CPU in minutes.")
     if isinstance(args, TrainCommand):
         summary = train(args.model)
         if distributed().main:  # under torchrun only rank 0 reports
             report(summary, args.model.json)
+    elif isinstance(args, SampleCommand):
+        report(sample(args), args.json)
     else:
         run_demo(args)
     return 0

@@ -28,7 +28,7 @@ def test_train_mlp_writes_a_run_folder_and_resumes_from_its_config(capsys, tmp_p
             "--config.fit.log-every", "20", "--config.fit.schedule", "constant"]
     first = run_json(capsys, argv)
     assert first["model"] == "mlp" and 0.3 < first["test_accuracy"] <= 1.0
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "model.json"]
     assert json.loads((out / "config.json").read_text())["config"]["fit"]["steps"] == 60
     resumed = run_json(capsys, [*argv[:5], "80", *argv[6:], "--resume"])
     assert resumed["steps"] == 80
@@ -71,7 +71,7 @@ def test_torchrun_with_two_processes_writes_one_run_folder(tmp_path):
     reports = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(reports) == 1 and json.loads(reports[0])["steps"] == 20  # rank 0 reports, once
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "model.json"]
 
 
 def test_demo_writes_the_foundations_section(tmp_path):
