@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +24,19 @@ from envs.io.cli import config_command, subcommands
 from envs.io.config import loads
 from envs.io.files import atomic_write_json
 from envs.io.run import CONFIG, RunFolder
+from generative.data.digits import DataConfig
+from generative.models.pixelcnn import GatedPixelCNNConfig, PixelCNNConfig
+from generative.models.pixelrnn import PixelRNNConfig
+from generative.models.transformer import TransformerConfig
+from generative.models.vae import VAEConfig
+from generative.tasks.audio import WaveNetTrainConfig, sample_wavenet, train_wavenet
+from generative.tasks.autoencoders import AEConfig, sample_autoencoder, train_autoencoder
 from generative.tasks.classification import CNNConfig, MLPConfig, train_cnn, train_mlp
 from generative.tasks.density import DensityTrainConfig, density_trainer, sample_density
 from generative.tasks.segmentation import UNetConfig, train_unet
 from generative.tasks.sequences import LSTMConfig, RNNConfig, train_lstm, train_rnn
-from generative.training import command_args, distributed, resolve_device
+from generative.tasks.strokes import StrokeRNNTrainConfig, VRNNTrainConfig, sample_strokes, train_stroke_rnn, train_vrnn
+from generative.training import FitConfig, command_args, distributed, resolve_device, set_threads
 
 
 class Model(NamedTuple):
@@ -39,17 +49,30 @@ class Model(NamedTuple):
     """(run folder, its config, n, output file, seed) -> summary; None for models that do not generate."""
 
 
-def density_model(name: str, model_config: type, summary: str, **defaults: Any) -> Model:
-    """A registry entry for an image density of notes §6-7: its config is :class:`DensityTrainConfig` plus
-    ``model: model_config``, with the model's own ``defaults`` (e.g. ``fit``, ``batch_size``)."""
-    fields: list[tuple[str, Any, Any]] = [("model", model_config, field(default_factory=model_config))]
+def with_defaults(name: str, base: type, doc: str, **defaults: Any) -> type:
+    """A subclass of the config dataclass ``base`` named after ``name`` whose fields ``defaults`` have new
+    defaults (a registry variant, e.g. the beta-VAE is the VAE's config with ``beta = 4``)."""
+    fields: list[tuple[str, Any, Any]] = []
+    hints = typing.get_type_hints(base)  # resolved: the base's module may use postponed annotations
     for key, value in defaults.items():
-        fields.append((key, type(value), field(default_factory=lambda v=value: dataclasses.replace(v))
-                       if dataclasses.is_dataclass(value) else field(default=value)))
+        default = (field(default_factory=lambda v=value: dataclasses.replace(v)) if dataclasses.is_dataclass(value)
+                   else field(default=value))
+        fields.append((key, hints[key], default))
     title = "".join(part.title() for part in name.split("-"))
-    config = dataclasses.make_dataclass(f"{title}TrainConfig", fields, bases=(DensityTrainConfig,),
-                                        namespace={"__module__": __name__})
-    config.__doc__ = f"{name}: the model, the data, early stopping and the optimisation."
+    config = dataclasses.make_dataclass(f"{title}{base.__name__}", fields, bases=(base,), namespace={"__module__": __name__})
+    config.__doc__ = doc
+    return config
+
+
+def density_model(name: str, model_config: Any, summary: str, **defaults: Any) -> Model:
+    """A registry entry for an image density of notes §6-7: its config is :class:`DensityTrainConfig` plus
+    ``model`` (an instance of the model's config: its defaults), with the entry's own ``defaults``
+    (e.g. ``fit``, ``batch_size``)."""
+    model = model_config if dataclasses.is_dataclass(model_config) and not isinstance(model_config, type) else model_config()
+    base = dataclasses.make_dataclass("DensityTrainConfig", [("model", type(model), field(default_factory=type(model)))],
+                                      bases=(DensityTrainConfig,), namespace={"__module__": __name__})
+    config = with_defaults(name, base, f"{name}: the model, the data, early stopping and the optimisation.",
+                           model=model, **defaults)
     return Model(config, density_trainer(name), summary, sample_density)
 
 
@@ -59,6 +82,36 @@ MODELS: dict[str, Model] = {
     "unet": Model(UNetConfig, train_unet, "U-Net (notes §3) segmenting generated images of shapes (target mean IoU >= 0.90)."),
     "rnn": Model(RNNConfig, train_rnn, "Elman RNN (notes §4.1) on the adding problem: the long lag defeats it."),
     "lstm": Model(LSTMConfig, train_lstm, "LSTM (notes §4.2) on the adding problem, which it solves."),
+    "vae": density_model("vae", VAEConfig(), "Variational autoencoder (notes §6.3): Gaussian encoder, Bernoulli "
+                         "decoder; ELBO and IWAE bound.",
+                         fit=FitConfig(steps=20000, lr=1e-3, eval_every=500, checkpoint_every=2000), iwae_k=1000),
+    "beta-vae": density_model("beta-vae", VAEConfig(beta=4.0), "beta-VAE (notes §6.4): the VAE with the KL weighted "
+                              "by beta = 4 (--config.model.beta).",
+                              fit=FitConfig(steps=20000, lr=1e-3, eval_every=500, checkpoint_every=2000)),
+    "ae": Model(AEConfig, train_autoencoder, "Non-linear autoencoder (notes §6.2): undercomplete, or overcomplete "
+                "denoising / inpainting (--config.variant).", sample_autoencoder),
+    "linear-ae": Model(with_defaults("linear-ae", AEConfig, "The linear autoencoder (notes §6.1).", variant="linear"),
+                       train_autoencoder, "Linear autoencoder (notes §6.1), trained by gradient descent: it finds "
+                       "the PCA subspace.", sample_autoencoder),
+    "pixel-rnn": density_model("pixel-rnn", PixelRNNConfig, "Pixel-RNN (notes §7.4): Row LSTMs, each row from the "
+                               "row above; exact likelihood of the digits.",
+                               fit=FitConfig(steps=2000, lr=2e-3, eval_every=100, checkpoint_every=500)),
+    "pixelcnn": density_model("pixelcnn", PixelCNNConfig, "PixelCNN (notes §7.4): masked convolutions of type A "
+                              "and B; exact likelihood of the digits.",
+                              fit=FitConfig(steps=1500, lr=2e-3, eval_every=100, checkpoint_every=500)),
+    "gated-pixelcnn": density_model("gated-pixelcnn", GatedPixelCNNConfig, "Gated PixelCNN (notes §7.4): vertical "
+                                    "and horizontal stacks, no blind spot; exact likelihood of the digits.",
+                                    fit=FitConfig(steps=1500, lr=2e-3, eval_every=100, checkpoint_every=500)),
+    "transformer": density_model("transformer", TransformerConfig, "Pixel transformer (notes §7.7): causal "
+                                 "self-attention over the 64 pixels; exact likelihood of the digits.",
+                                 fit=FitConfig(steps=1500, lr=2e-3, optimizer="adamw", warmup_steps=100,
+                                               eval_every=100, checkpoint_every=500)),
+    "wavenet": Model(WaveNetTrainConfig, train_wavenet, "WaveNet (notes §7.5): dilated causal convolutions over "
+                     "procedural 8 kHz audio, 256 mu-law levels; samples as WAV files.", sample_wavenet),
+    "vrnn": Model(VRNNTrainConfig, train_vrnn, "Variational RNN (notes §7.6) on procedural pen strokes; test ELBO "
+                  "and IWAE bound.", sample_strokes),
+    "stroke-rnn": Model(StrokeRNNTrainConfig, train_stroke_rnn, "Plain RNN on the same pen strokes, the VRNN's "
+                        "baseline (same state size, exact likelihood).", sample_strokes),
 }
 
 
@@ -108,7 +161,8 @@ class TrainCommand:
 
 def summarize(result: Any) -> dict[str, Any]:
     """The numbers of a typed training result (everything but the model and the fit record)."""
-    out = {k: v for k, v in result._asdict().items() if isinstance(v, (int, float, str, dict))}
+    out = {k: (None if isinstance(v, float) and math.isnan(v) else v)  # JSON has no NaN: a number that does not apply
+           for k, v in result._asdict().items() if isinstance(v, (int, float, str, dict))}
     for name in dir(type(result)):  # derived numbers, e.g. SequenceResult.relative_mse
         if isinstance(getattr(type(result), name, None), property):
             out[name] = getattr(result, name)
@@ -121,10 +175,13 @@ def with_data_options(args: TrainArgs) -> TrainArgs:
     if not changes or args.resume:
         return args
     config = args.config  # type: ignore[attr-defined]
-    missing = [key for key in changes if not hasattr(config, key)]
-    if missing:
-        flag = "--data" if "data" in missing else "--mnist"
-        raise ValueError(f"{flag}: model {args.model_name!r} trains on its own fixed data; it has no such option")
+    if isinstance(getattr(config, "data", None), DataConfig) and args.data is None:  # the §1-4 models and autoencoders
+        data = dataclasses.replace(config.data, dataset="mnist", mnist_dir=args.mnist)
+        return dataclasses.replace(args, config=dataclasses.replace(config, data=data))
+    names_its_data = isinstance(getattr(config, "data", None), str)  # the image densities name their data by a string
+    if not names_its_data:
+        flag = "--data" if args.data is not None else "--mnist"
+        raise ValueError(f"{flag}: model {args.model_name!r} trains on its own data (see its --config.* options)")
     return dataclasses.replace(args, config=dataclasses.replace(config, **changes))
 
 
@@ -157,6 +214,8 @@ class SampleCommand:
     """Where to write them; default: RUN/samples.png (RUN/samples/ for audio)."""
     seed: int = 0
     """Seed of the sampling noise: same seed, same samples."""
+    threads: int = 1
+    """Torch CPU threads (one is the fastest on a busy 2-core machine)."""
     json: bool = False
     """Print the summary as one JSON object."""
 
@@ -178,9 +237,10 @@ def trained_config(run_dir: Path) -> tuple[str, Any]:
 
 def sample(args: SampleCommand) -> dict[str, Any]:
     """Samples of the model trained in ``args.run``; return the summary that ``--json`` prints."""
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.n < 1 or args.threads < 1:
+        raise ValueError(f"--n and --threads must be >= 1, got {args.n}, {args.threads}")
     name, config = trained_config(args.run)
+    set_threads(args.threads)
     entry = MODELS[name]
     if entry.sample is None:
         raise ValueError(f"{args.run}: model {name!r} does not generate samples")
