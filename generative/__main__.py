@@ -1,4 +1,4 @@
-"""``python -m generative train <model> | sample RUN | demo`` (see ``--help`` of each)."""
+"""``python -m generative train <model> | sample RUN | table | demo`` (see ``--help`` of each)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from envs.io.cli import parse, report, run_main
 def main(argv: list[str] | None = None) -> int:
     from generative.commands import SampleCommand, TrainCommand, sample, train
     from generative.demo import Demo, run_demo
+    from generative.table import TableCommand, run_table, summary_of
     from generative.training import distributed
 
-    commands = {"train": TrainCommand, "sample": SampleCommand, "demo": Demo}
+    commands = {"train": TrainCommand, "sample": SampleCommand, "table": TableCommand, "demo": Demo}
     args = parse(commands, argv, "python -m generative", "Neural networks and generative models (notes §1-10), trained on a CPU in minutes.")
     if isinstance(args, TrainCommand):
         summary = train(args.model)
@@ -18,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
             report(summary, args.model.json)
     elif isinstance(args, SampleCommand):
         report(sample(args), args.json)
+    elif isinstance(args, TableCommand):
+        rows = run_table(args)
+        if args.json:
+            report(summary_of(rows), True)
+        else:
+            print((args.out / "table.md").read_text())
     else:
         run_demo(args)
     return 0

@@ -25,6 +25,9 @@ from envs.io.config import loads
 from envs.io.files import atomic_write_json
 from envs.io.run import CONFIG, RunFolder
 from generative.data.digits import DataConfig
+from generative.models.fvsbn import FVSBNConfig, IndependentConfig
+from generative.models.made import MADEConfig
+from generative.models.nade import NADEConfig
 from generative.models.pixelcnn import GatedPixelCNNConfig, PixelCNNConfig
 from generative.models.pixelrnn import PixelRNNConfig
 from generative.models.transformer import TransformerConfig
@@ -93,6 +96,18 @@ MODELS: dict[str, Model] = {
     "linear-ae": Model(with_defaults("linear-ae", AEConfig, "The linear autoencoder (notes §6.1).", variant="linear"),
                        train_autoencoder, "Linear autoencoder (notes §6.1), trained by gradient descent: it finds "
                        "the PCA subspace.", sample_autoencoder),
+    "independent": density_model("independent", IndependentConfig(), "Independent pixels (notes §7, footnote 13): "
+                                 "the baseline every autoregressive model must beat.",
+                                 fit=FitConfig(steps=2000, lr=5e-2, eval_every=100, checkpoint_every=1000)),
+    "fvsbn": density_model("fvsbn", FVSBNConfig(), "Fully visible sigmoid belief network (notes §7.1): one logistic "
+                           "regression per pixel.",
+                           fit=FitConfig(steps=8000, lr=1e-2, weight_decay=1e-3, eval_every=250, checkpoint_every=2000)),
+    "nade": density_model("nade", NADEConfig(), "NADE (notes §7.2): shared weights, the O(nd) recursion, teacher "
+                          "forcing.",
+                          fit=FitConfig(steps=4000, lr=1e-3, weight_decay=3e-4, eval_every=250, checkpoint_every=1000)),
+    "made": density_model("made", MADEConfig(), "MADE (notes §7.3): masked autoencoder, an order-agnostic ensemble "
+                          "of 8 mask sets.",
+                          fit=FitConfig(steps=12000, lr=2e-3, eval_every=500, checkpoint_every=2000)),
     "pixel-rnn": density_model("pixel-rnn", PixelRNNConfig, "Pixel-RNN (notes §7.4): Row LSTMs, each row from the "
                                "row above; exact likelihood of the digits.",
                                fit=FitConfig(steps=2000, lr=2e-3, eval_every=100, checkpoint_every=500)),
