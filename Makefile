@@ -70,6 +70,9 @@ bench: install
 	$(BIN)/python benchmarks/bench_threads.py
 	$(BIN)/python benchmarks/bench_bodies.py
 	$(BIN)/python benchmarks/bench_pictorial.py
+	$(BIN)/python -m generative table --out outputs/bench/table-binary --data digits
+	$(BIN)/python -m generative table --out outputs/bench/table-grey --data digits-grey
+	$(BIN)/python benchmarks/bench_sampling.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache build *.egg-info

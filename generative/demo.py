@@ -1,4 +1,5 @@
-"""``make demo``'s first section: the neural-network foundation of notes §1-4, trained live.
+"""``make demo``'s first sections: the neural-network foundation of notes §1-4, then (``generative.demo_models``)
+the autoencoders and autoregressive models of §6-7, trained live.
 
 The perceptron and an MLP on XOR, universal approximation by one hidden layer (§1); a CNN on
 scikit-learn's 8x8 digits (§2); a U-Net segmenting generated shapes (§3); the vanishing and
@@ -46,6 +47,14 @@ class Demo:
     """Steps of the RNN and of the LSTM on the adding problem."""
     sequence_length: int = 50
     """Length T of the adding problem's sequences (>= 50: a long-range task)."""
+    table_scale: float = 0.1
+    """Fraction of each likelihood model's steps in the §7 table (notes §6-7)."""
+    wavenet_steps: int = 300
+    """WaveNet steps on the procedural audio."""
+    stroke_steps: int = 150
+    """Steps of the VRNN and of the RNN on the pen strokes."""
+    autoencoder_steps: int = 1500
+    """Steps of each autoencoder (linear, denoising, inpainting)."""
     full: bool = False
     """Train every model with its full default budget instead (``make demo-full``)."""
     threads: int = 1
@@ -172,6 +181,10 @@ def run_demo(args: Demo) -> Path:
     write_section(folder, "1", "Neural-network foundations (notes §1-4)",
                   "The building blocks every later model stands on, each trained live on data that ships with the "
                   f"package ({budget} budgets; `make demo-full` trains the full ones).", items)
+    summary["foundations_seconds"] = round(time.perf_counter() - start, 1)
+    from generative.demo_models import run_models_demo
+
+    summary["models"] = run_models_demo(args, say)
     index = write_index(args.out)
     print(json.dumps({"index": str(index), "generative": summary, "seconds": round(time.perf_counter() - start, 1)}))
     return index

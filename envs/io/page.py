@@ -4,7 +4,7 @@ folder, and ``index.html`` is rebuilt from every manifest found there.
 ``python -m generative demo``, ``python -m agents demo`` and ``python -m vision3d demo`` all write
 into one output folder, so the page grows as packages add sections. Sections are ordered by the
 notes' section number (generative §1-10, agents §11, vision3d §12, bodies §13), and every picture
-has a caption that tells the reader what they look at. A section may also show a table (``kind: "table"``
+has a caption that tells the reader what they look at (or listen to: ``kind: "audio"``, a WAV file). A section may also show a table (``kind: "table"``
 with ``columns`` and ``rows`` of text; its ``file``, e.g. the Markdown or JSON it came from, is linked).
 """
 
@@ -24,7 +24,7 @@ from envs.io.files import atomic_write_text
 class Item(TypedDict, total=False):
     """One picture, video or table of a section."""
 
-    kind: Literal["image", "video", "table"]
+    kind: Literal["image", "video", "audio", "table"]
     file: str  # relative to the section's folder (a table's source file, linked under it)
     caption: str
     wide: bool  # span the page's width (strips and grids)
@@ -44,8 +44,8 @@ def write_section(folder: str | os.PathLike[str], section: str, title: str, text
     """Write ``folder/section.json`` for the notes section ``section`` (e.g. ``"12.1"``); returns its path."""
     section_key(section)
     for i, item in enumerate(items):
-        if item.get("kind") not in ("image", "video", "table") or not item.get("file") or not item.get("caption"):
-            raise ValueError(f"items[{i}] needs kind 'image', 'video' or 'table', a file and a caption, got {item}")
+        if item.get("kind") not in ("image", "video", "audio", "table") or not item.get("file") or not item.get("caption"):
+            raise ValueError(f"items[{i}] needs kind 'image', 'video', 'audio' or 'table', a file and a caption, got {item}")
         if item["kind"] == "table":
             columns, rows = item.get("columns") or [], item.get("rows") or []
             if not columns or not rows or any(len(row) != len(columns) for row in rows):
@@ -70,6 +70,8 @@ def _figure(folder: str, item: Item) -> str:
         return f"<figure class=wide>{_table(item['columns'], item['rows'])}<figcaption>{caption}</figcaption></figure>"
     if item["kind"] == "video":
         media = f'<video src="{src}" controls loop muted autoplay playsinline></video>'
+    elif item["kind"] == "audio":
+        media = f'<audio src="{src}" controls preload="none"></audio>'
     else:
         media = f'<a href="{src}"><img src="{src}" loading="lazy" alt="{html.escape(item["caption"][:120])}"></a>'
     wide = " class=wide" if item.get("wide") else ""

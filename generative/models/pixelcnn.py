@@ -37,7 +37,7 @@ from generative.models.base import ImageDensity, check_images, discrete_log_prob
 
 __all__ = [
     "GatedPixelCNN", "GatedPixelCNNConfig", "MaskedConv2d", "PixelCNN", "PixelCNNConfig", "RasterDensity",
-    "SeededDropout", "all_images", "gated_activation", "kernel_mask", "mask_field", "raster_sample", "receptive_field",
+    "SeededDropout", "gated_activation", "kernel_mask", "mask_field", "raster_sample", "receptive_field",
 ]
 
 MaskType = Literal["A", "B"]
@@ -194,18 +194,6 @@ def raster_sample(model: RasterDensity, n: int, generator: torch.Generator | Non
                 logits = model.logits(x)  # [n, C, H, W] or [n, levels, C, H, W]
                 x[..., r, c] = discrete_sample(logits[..., r, c], model.levels, generator).to(dtype)
     return x
-
-
-def all_images(image_shape: tuple[int, int, int], levels: int) -> Tensor:  # -> [levels ** (C H W), C, H, W]
-    """Every image of ``levels`` levels, in the data's form, the first pixel varying slowest (index = base-``levels``
-    number of the raster-ordered pixels); for exact checks such as ``sum_x p(x) == 1`` on tiny images."""
-    n = image_shape[0] * image_shape[1] * image_shape[2]
-    if levels ** n > 2**20:
-        raise ValueError(f"image_shape {image_shape} with {levels} levels has too many images ({levels}^{n})")
-    index = torch.arange(levels**n)
-    digits = torch.stack([(index // levels ** (n - 1 - i)) % levels for i in range(n)], dim=1)  # [N, n]
-    images = digits.reshape(-1, *image_shape)
-    return images.float() if levels == 2 else images
 
 
 def receptive_field(model: RasterDensity, position: tuple[int, int], batch: int = 4, seed: int = 0) -> Tensor:

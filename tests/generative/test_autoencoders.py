@@ -14,6 +14,7 @@ from generative.models.autoencoders import (
     Autoencoder,
     LinearAutoencoder,
     add_noise,
+    fit_linear_autoencoder,
     mask_pixels,
     pca,
     principal_angles,
@@ -31,14 +32,6 @@ from generative.tasks.autoencoders import (
     vae_figures,
 )
 from generative.training import FitConfig
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -82,17 +75,8 @@ def test_linear_autoencoder_trained_by_gradient_descent_finds_the_pca_subspace(d
     k = 4
     x = torch.from_numpy(digits.x_train).double()  # [1257, 1, 8, 8], full batch
     _, U, eigenvalues = pca(x.flatten(1), k)
-    torch.manual_seed(0)
-    model = LinearAutoencoder((1, 8, 8), k).double()  # learns the biases too: no centring
-    steps = 1000
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 - i / steps + 0.002)  # linear decay
-    for _ in range(steps):
-        loss = reconstruction_error(x, model(x)).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+    model = fit_linear_autoencoder(x, k, steps=1000, lr=0.05)  # learns the biases too: no centring
+    assert isinstance(model, LinearAutoencoder)
     with torch.no_grad():
         error = reconstruction_error(x, model(x)).mean()
     assert principal_angles(model.B.detach(), U).max() < 1e-3

@@ -6,6 +6,13 @@ import math
 import pytest
 import torch
 
+from generative.models.exhaustive import (
+    fit_distribution,
+    image_frequencies,
+    probabilities,
+    randomised,
+    sample_frequencies,
+)
 from generative.models.fvsbn import (
     FVSBN,
     FVSBNConfig,
@@ -19,31 +26,11 @@ from generative.models.fvsbn import (
 )
 
 
-def all_images(image_shape, levels):  # every image of the shape: [levels ** n, C, H, W]
-    n = math.prod(image_shape)
-    codes = torch.arange(levels**n)
-    digits = torch.stack([(codes // levels**i) % levels for i in range(n)], 1)  # [levels ** n, n]
-    x = digits.float() if levels == 2 else digits
-    return x.reshape(-1, *image_shape)
-
-
-def random_images(count, image_shape, levels):
-    x = torch.randint(levels, (count, *image_shape))
-    return x.float() if levels == 2 else x
-
-
-def randomised(model, seed=0, scale=1.5):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, scale)
-    return model
-
-
 def build_all(image_shape, levels):
     order = pixel_order("random", math.prod(image_shape), seed=3)
-    return [randomised(IndependentBernoulli(image_shape, levels)), randomised(FVSBN(image_shape, levels)),
-            randomised(FVSBN(image_shape, levels, order=order), seed=1)]
+    return [randomised(IndependentBernoulli(image_shape, levels), scale=1.5),
+            randomised(FVSBN(image_shape, levels), scale=1.5),
+            randomised(FVSBN(image_shape, levels, order=order), seed=1, scale=1.5)]
 
 
 def count(model):
@@ -74,14 +61,15 @@ def test_masked_layer_equals_the_per_pixel_loop(levels):
     A = lower_triangular(torch.randn(L, n * (n - 1) // 2, dtype=torch.float64), n)
     torch.testing.assert_close(fvsbn_logits(u, alpha_0, A), fvsbn_logits_loop(u, alpha_0, A), rtol=0, atol=1e-12)
     # the model, in a random ordering, on real images
-    model = randomised(FVSBN((2, 1, 5), levels, order=pixel_order("random", n, seed=1))).double()
-    x = random_images(50, (2, 1, 5), levels)
+    model = randomised(FVSBN((2, 1, 5), levels, order=pixel_order("random", n, seed=1)), scale=1.5).double()
+    x = torch.randint(levels, (50, 2, 1, 5), generator=torch.Generator().manual_seed(0))  # random images
+    x = x.float() if levels == 2 else x
     torch.testing.assert_close(model(x), model.reference_logits(x), rtol=0, atol=1e-12)
 
 
 def test_logit_i_depends_only_on_earlier_pixels():
-    model = randomised(FVSBN((1, 2, 3), 2, order=torch.tensor([4, 0, 5, 2, 1, 3])))
-    x = all_images((1, 2, 3), 2)[17:18]
+    model = randomised(FVSBN((1, 2, 3), 2, order=torch.tensor([4, 0, 5, 2, 1, 3])), scale=1.5)
+    x = torch.tensor([1.0, 0, 0, 0, 1, 0]).reshape(1, 1, 2, 3)
     for k, pixel in enumerate(model.order.tolist()):
         flipped = x.clone()
         flipped.view(-1)[pixel] = 1 - flipped.view(-1)[pixel]
@@ -92,18 +80,14 @@ def test_logit_i_depends_only_on_earlier_pixels():
 
 @pytest.mark.parametrize(("image_shape", "levels"), [((1, 1, 3), 2), ((3, 1, 1), 2), ((1, 2, 2), 2), ((1, 1, 2), 3)])
 def test_probabilities_of_all_images_sum_to_one(image_shape, levels):
-    x = all_images(image_shape, levels)
     for model in build_all(image_shape, levels):
-        assert abs(model.log_prob(x).exp().sum().item() - 1.0) < 1e-6
+        assert abs(probabilities(model).sum().item() - 1.0) < 1e-6
 
 
 def test_sample_frequencies_match_the_likelihood():
-    x = all_images((1, 1, 3), 2)  # pattern c is row c
     for model in build_all((1, 1, 3), 2):
-        s = model.sample(20000, torch.Generator().manual_seed(0)).flatten(1)
-        codes = (s * torch.tensor([1.0, 2.0, 4.0])).sum(1).long()
-        frequency = torch.bincount(codes, minlength=8).float() / len(s)
-        assert (frequency - model.log_prob(x).exp().detach()).abs().max() < 0.02
+        frequency = sample_frequencies(model, 20000, torch.Generator().manual_seed(0))
+        assert (frequency - probabilities(model)).abs().max() < 0.02
 
 
 @pytest.mark.parametrize("levels", [2, 5])
@@ -111,10 +95,9 @@ def test_samples_have_the_data_form_and_follow_the_seed(levels):
     for model in build_all((1, 3, 2), levels):
         s = model.sample(7, torch.Generator().manual_seed(4))
         assert s.shape == (7, 1, 3, 2)
-        if levels == 2:
-            assert s.dtype == torch.float32 and set(s.unique().tolist()) <= {0.0, 1.0}
-        else:
-            assert s.dtype == torch.int64 and s.min() >= 0 and s.max() < levels
+        # the data's form: float32 {0, 1} or int64 0 .. levels - 1
+        assert s.dtype == (torch.float32 if levels == 2 else torch.int64)
+        assert ((s == s.round()) & (s >= 0) & (s < levels)).all()
         assert torch.equal(s, model.sample(7, torch.Generator().manual_seed(4)))
         assert model.log_prob(s).shape == (7,)
 
@@ -153,13 +136,7 @@ def test_frequencies_are_the_maximum_likelihood_estimate():
     (grad,) = torch.autograd.grad(nll, model.theta)
     assert grad.abs().max() < 1e-5  # a stationary point of a convex objective: the minimum
     # gradient training (Adam on the mean NLL) approaches the closed form
-    trained = IndependentBernoulli((1, 2, 3), 2)
-    optimizer = torch.optim.Adam(trained.parameters(), lr=0.05)
-    for _ in range(400):
-        optimizer.zero_grad()
-        loss = trained.loss(x).mean()
-        loss.backward()
-        optimizer.step()
+    trained = fit_distribution(IndependentBernoulli((1, 2, 3), 2), image_frequencies(x, 2), steps=400, lr=0.05)
     torch.testing.assert_close(trained.theta, model.theta, atol=1e-2, rtol=0)
     assert 0 <= -trained.log_prob(x).mean().item() - nll.item() < 1e-4
 
@@ -182,12 +159,7 @@ def test_fvsbn_learns_what_independent_pixels_cannot():
     x1 = torch.bernoulli(torch.full((256,), 0.5))
     x = torch.stack([x1, x1, 1 - x1], 1).reshape(256, 1, 1, 3)
     independent = IndependentBernoulli((1, 1, 3), 2).fit_frequencies(x, alpha=0.0)
-    model = FVSBNConfig().build((1, 1, 3), 2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
-    for _ in range(300):
-        optimizer.zero_grad()
-        model.loss(x).mean().backward()
-        optimizer.step()
+    model = fit_distribution(FVSBNConfig().build((1, 1, 3), 2), image_frequencies(x, 2), steps=300, lr=0.1)
     assert -independent.log_prob(x).mean().item() > 2.0
     assert -model.log_prob(x).mean().item() < math.log(2) + 0.05
 

@@ -74,12 +74,17 @@ def test_torchrun_with_two_processes_writes_one_run_folder(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "model.json"]
 
 
-def test_demo_writes_the_foundations_section(tmp_path):
+def test_demo_writes_the_foundations_autoencoder_and_autoregressive_sections(tmp_path):
     from generative.demo import Demo, run_demo
 
-    index = run_demo(Demo(out=tmp_path, unet_steps=10, sequence_steps=10, progress=False))
-    manifest = json.loads((tmp_path / "foundations" / "section.json").read_text())
-    assert manifest["section"] == "1" and len(manifest["items"]) >= 6
-    for item in manifest["items"]:
-        assert (tmp_path / "foundations" / item["file"]).stat().st_size > 0
-    assert "foundations/perceptron.png" in index.read_text()
+    index = run_demo(Demo(out=tmp_path, unet_steps=10, sequence_steps=10, table_scale=0.005, wavenet_steps=2,
+                          stroke_steps=2, autoencoder_steps=5, progress=False))
+    text = index.read_text()
+    for folder, section, count in (("foundations", "1", 6), ("autoencoders", "6", 10), ("autoregressive", "7", 5)):
+        manifest = json.loads((tmp_path / folder / "section.json").read_text())
+        assert manifest["section"] == section and len(manifest["items"]) >= count
+        for item in manifest["items"]:
+            assert (tmp_path / folder / item["file"]).stat().st_size > 0
+            assert f"{folder}/{item['file']}" in text
+    table = json.loads((tmp_path / "autoregressive" / "table" / "table.json").read_text())
+    assert len(table["rows"]) == 10 and "<audio" in text

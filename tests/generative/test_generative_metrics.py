@@ -37,6 +37,7 @@ from generative.metrics import (
     trace_sqrt_product,
 )
 from generative.models.base import ImageDensity, LatentDensity, discrete_log_prob
+from generative.models.exhaustive import all_images
 
 torch.set_num_threads(1)
 
@@ -293,13 +294,9 @@ class OneLatent(LatentDensity):
         return torch.logsumexp(log_px + log_pz, dim=1) + math.log(float(z[1] - z[0]))
 
 
-def all_images() -> Tensor:  # the 16 binary 2x2 images
-    bits = torch.tensor([[(i >> j) & 1 for j in range(4)] for i in range(16)], dtype=torch.float32)
-    return bits.view(16, 1, 2, 2)
-
 
 def test_evaluate_density_exact_model() -> None:
-    model, x = Pixels(), all_images()
+    model, x = Pixels(), all_images((1, 2, 2), 2)
     nll = evaluate_density(model, x, batch_size=5)
     p = torch.sigmoid(model.logits.detach()).flatten()
     expected = -torch.stack([(xi.flatten() * p.log() + (1 - xi.flatten()) * (1 - p).log()).sum() for xi in x])
@@ -311,7 +308,7 @@ def test_evaluate_density_exact_model() -> None:
 
 
 def test_evaluate_density_latent_bounds_approach_log_p() -> None:
-    model, x = OneLatent(), all_images()
+    model, x = OneLatent(), all_images((1, 2, 2), 2)
     model.train()
     bounds = evaluate_density(model, x, batch_size=6, k=20000, generator=torch.Generator().manual_seed(0))
     assert isinstance(bounds, LatentBounds) and bounds.elbo.shape == bounds.iwae.shape == (16,)

@@ -6,6 +6,13 @@ import math
 import pytest
 import torch
 
+from generative.models.exhaustive import (
+    fit_distribution,
+    image_frequencies,
+    probabilities,
+    randomised,
+    sample_frequencies,
+)
 from generative.models.fvsbn import pixel_order
 from generative.models.nade import (
     NADE,
@@ -15,26 +22,6 @@ from generative.models.nade import (
     nade_preactivations,
     nade_preactivations_naive,
 )
-
-
-def all_images(image_shape, levels):  # every image of the shape: [levels ** n, C, H, W]
-    n = math.prod(image_shape)
-    codes = torch.arange(levels**n)
-    digits = torch.stack([(codes // levels**i) % levels for i in range(n)], 1)
-    return (digits.float() if levels == 2 else digits).reshape(-1, *image_shape)
-
-
-def random_images(count, image_shape, levels):
-    x = torch.randint(levels, (count, *image_shape))
-    return x.float() if levels == 2 else x
-
-
-def randomised(model, seed=0, scale=1.5):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, scale)
-    return model
 
 
 def test_recursion_equals_recomputation_from_scratch():
@@ -53,8 +40,9 @@ def test_recursion_equals_recomputation_from_scratch():
 @pytest.mark.parametrize("activation", ["sigmoid", "relu"])
 def test_model_logits_equal_the_naive_reference(levels, activation):
     order = pixel_order("random", 12, seed=2)
-    model = randomised(NADE((3, 2, 2), levels, d=9, activation=activation, order=order)).double()
-    x = random_images(64, (3, 2, 2), levels)
+    model = randomised(NADE((3, 2, 2), levels, d=9, activation=activation, order=order), scale=1.5).double()
+    x = torch.randint(levels, (64, 3, 2, 2), generator=torch.Generator().manual_seed(0))  # random images
+    x = x.float() if levels == 2 else x
     torch.testing.assert_close(model(x), model.reference_logits(x), rtol=0, atol=1e-10)
 
 
@@ -78,8 +66,9 @@ def test_parameter_count_is_2nd_plus_n_plus_d():
 
 @pytest.mark.parametrize("ordering", ["raster", "random"])
 def test_a_pixel_changes_only_the_conditionals_after_it(ordering):
-    model = randomised(NADEConfig(d=8, activation="sigmoid", ordering=ordering, ordering_seed=5).build((1, 2, 3), 2))
-    x = all_images((1, 2, 3), 2)[41:42]
+    config = NADEConfig(d=8, activation="sigmoid", ordering=ordering, ordering_seed=5)
+    model = randomised(config.build((1, 2, 3), 2), scale=1.5)
+    x = torch.tensor([1.0, 0, 0, 1, 0, 1]).reshape(1, 1, 2, 3)
     for k, pixel in enumerate(model.order.tolist()):
         flipped = x.clone()
         flipped.view(-1)[pixel] = 1 - flipped.view(-1)[pixel]
@@ -91,29 +80,26 @@ def test_a_pixel_changes_only_the_conditionals_after_it(ordering):
 @pytest.mark.parametrize(("image_shape", "levels"), [((1, 1, 3), 2), ((3, 1, 1), 2), ((1, 2, 2), 2), ((1, 1, 2), 3)])
 @pytest.mark.parametrize("ordering", ["raster", "random"])
 def test_probabilities_of_all_images_sum_to_one(image_shape, levels, ordering):
-    model = randomised(NADEConfig(d=6, ordering=ordering, ordering_seed=1).build(image_shape, levels))
-    assert abs(model.log_prob(all_images(image_shape, levels)).exp().sum().item() - 1.0) < 1e-6
+    model = randomised(NADEConfig(d=6, ordering=ordering, ordering_seed=1).build(image_shape, levels), scale=1.5)
+    assert abs(probabilities(model).sum().item() - 1.0) < 1e-6
 
 
 @pytest.mark.parametrize("ordering", ["raster", "random"])
 def test_sample_frequencies_match_the_likelihood(ordering):
     model = randomised(NADEConfig(d=5, ordering=ordering, ordering_seed=1).build((1, 1, 3), 2), scale=2.0)
-    s = model.sample(20000, torch.Generator().manual_seed(0)).flatten(1)
-    frequency = torch.bincount((s * torch.tensor([1.0, 2.0, 4.0])).sum(1).long(), minlength=8).float() / len(s)
-    p = model.log_prob(all_images((1, 1, 3), 2)).exp().detach()
-    assert (frequency - p).abs().max() < 0.02
+    p = probabilities(model)
+    assert (sample_frequencies(model, 20000, torch.Generator().manual_seed(0)) - p).abs().max() < 0.02
     assert p.max() - p.min() > 0.1  # a distribution far from uniform, so the check has teeth
 
 
 @pytest.mark.parametrize("levels", [2, 17])
 def test_samples_have_the_data_form_and_follow_the_seed(levels):
-    model = randomised(NADEConfig(d=4).build((1, 4, 3), levels))
+    model = randomised(NADEConfig(d=4).build((1, 4, 3), levels), scale=1.5)
     s = model.sample(6, torch.Generator().manual_seed(9))
     assert s.shape == (6, 1, 4, 3)
-    if levels == 2:
-        assert s.dtype == torch.float32 and set(s.unique().tolist()) <= {0.0, 1.0}
-    else:
-        assert s.dtype == torch.int64 and s.min() >= 0 and s.max() < levels
+    # the data's form: float32 {0, 1} or int64 0 .. levels - 1
+    assert s.dtype == (torch.float32 if levels == 2 else torch.int64)
+    assert ((s == s.round()) & (s >= 0) & (s < levels)).all()
     assert torch.equal(s, model.sample(6, torch.Generator().manual_seed(9)))
     assert not torch.equal(s, model.sample(6, torch.Generator().manual_seed(10)))
 
@@ -140,12 +126,7 @@ def test_training_beats_independent_pixels_on_dependent_data():
     torch.manual_seed(0)
     x1 = torch.bernoulli(torch.full((256,), 0.5))
     x = torch.stack([x1, 1 - x1, x1, x1], 1).reshape(256, 1, 2, 2)  # entropy log 2 (independent: 4 log 2)
-    model = NADEConfig(d=8).build((1, 2, 2), 2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(300):
-        optimizer.zero_grad()
-        model.loss(x).mean().backward()
-        optimizer.step()
+    model = fit_distribution(NADEConfig(d=8).build((1, 2, 2), 2), image_frequencies(x, 2), steps=300, lr=0.05)
     assert -model.log_prob(x).mean().item() < math.log(2) + 0.05
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import pytest
 import torch
 
+from generative.models.exhaustive import all_images, fit_distribution, image_frequencies, probabilities, randomised
 from generative.models.transformer import PixelTransformer, TransformerConfig, image_to_tokens, tokens_to_image
 
 
@@ -15,19 +15,7 @@ def _tiny(image_shape: tuple[int, int, int], levels: int, seed: int = 0, std: fl
     """A small model in eval mode; ``std`` redraws every weight so the distribution is far from uniform."""
     torch.manual_seed(seed)
     model = TransformerConfig(d_model=16, heads=2, layers=2, mlp_ratio=2, dropout=0.0).build(image_shape, levels)
-    if std is not None:
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * std)
-    return model.eval()
-
-
-def _all_images(image_shape: tuple[int, int, int], levels: int) -> torch.Tensor:  # [levels^n, C, H, W]
-    n = image_shape[0] * image_shape[1] * image_shape[2]
-    grid = torch.tensor(list(itertools.product(range(levels), repeat=n)))  # [levels^n, n]
-    x = grid.reshape(-1, *image_shape)
-    return x.float() if levels == 2 else x
+    return (model if std is None else randomised(model, seed, std)).eval()
 
 
 def test_tokens_round_trip_in_raster_order_with_channels_innermost() -> None:
@@ -76,27 +64,20 @@ def test_changing_pixel_j_never_changes_the_logits_of_pixels_up_to_j(image_shape
 
 def test_tiny_binary_image_normalises_and_samples_match_the_likelihood() -> None:
     model = _tiny((1, 2, 2), 2, seed=3, std=0.5)
-    x = _all_images((1, 2, 2), 2)  # all 16 images
-    with torch.no_grad():
-        p = model.log_prob(x).double().exp()
+    p = probabilities(model)  # all 16 images
     assert abs(p.sum().item() - 1.0) < 1e-5
     assert p.max() > 0.15 and p.min() < 0.04  # far from uniform (1/16), so the comparison below has teeth
 
     samples = model.sample(20000, torch.Generator().manual_seed(0))
     assert samples.dtype == torch.float32 and samples.shape == (20000, 1, 2, 2)
-    index = (samples.flatten(1) * torch.tensor([8.0, 4.0, 2.0, 1.0])).sum(1).long()  # row of _all_images
-    frequencies = torch.bincount(index, minlength=16).double() / 20000
-    assert (frequencies - p).abs().max() < 0.02
+    assert (image_frequencies(samples, 2) - p).abs().max() < 0.02
 
 
 def test_seventeen_levels_normalise_and_sample_in_range() -> None:
     model = _tiny((1, 1, 3), 17, seed=4, std=0.3)
-    x = _all_images((1, 1, 3), 17)  # 17^3 images
-    logits = model.logits(x[:5])
+    logits = model.logits(all_images((1, 1, 3), 17)[:5])
     assert logits.shape == (5, 17, 1, 1, 3)
-    with torch.no_grad():
-        total = model.log_prob(x).double().exp().sum().item()
-    assert abs(total - 1.0) < 1e-5
+    assert abs(probabilities(model).sum().item() - 1.0) < 1e-5  # 17^3 images
     samples = model.sample(50, torch.Generator().manual_seed(1))
     assert samples.dtype == torch.int64 and samples.shape == (50, 1, 1, 3)
     assert samples.min() >= 0 and samples.max() <= 16
@@ -128,15 +109,10 @@ def test_seeded_sampling_is_reproducible_and_restores_training_mode() -> None:
 def test_training_learns_a_two_by_two_distribution() -> None:
     torch.manual_seed(0)
     model = TransformerConfig(d_model=16, heads=2, layers=2, mlp_ratio=2, dropout=0.0).build((1, 2, 2), 2)
-    x_all = _all_images((1, 2, 2), 2)
+    x_all = all_images((1, 2, 2), 2)
     target = torch.tensor([0.3, 0.02, 0.02, 0.1, 0.02, 0.02, 0.05, 0.02,
                            0.02, 0.05, 0.02, 0.02, 0.1, 0.02, 0.02, 0.2])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):  # the exact expected loss E_target[-log p(x)] = H(target) + KL(target || model)
-        loss = (target * model.loss(x_all)).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit_distribution(model, target, steps=150, lr=1e-2)  # E_target[-log p(x)] = H(target) + KL(target || model)
     with torch.no_grad():
         log_p = model.eval().log_prob(x_all)
     kl = (target * (target.log() - log_p)).sum().item()
