@@ -108,18 +108,19 @@ MODELS: dict[str, Model] = {
     "made": density_model("made", MADEConfig(), "MADE (notes §7.3): masked autoencoder, an order-agnostic ensemble "
                           "of 8 mask sets.",
                           fit=FitConfig(steps=12000, lr=2e-3, eval_every=500, checkpoint_every=2000)),
-    "pixel-rnn": density_model("pixel-rnn", PixelRNNConfig, "Pixel-RNN (notes §7.4): Row LSTMs, each row from the "
-                               "row above; exact likelihood of the digits.",
-                               fit=FitConfig(steps=2000, lr=2e-3, eval_every=100, checkpoint_every=500)),
-    "pixelcnn": density_model("pixelcnn", PixelCNNConfig, "PixelCNN (notes §7.4): masked convolutions of type A "
+    "pixel-rnn": density_model("pixel-rnn", PixelRNNConfig(), "Pixel-RNN (notes §7.4): Row LSTMs, each row from "
+                               "the row above; exact likelihood of the digits.",
+                               fit=FitConfig(steps=2500, lr=2e-3, ema_decay=0.995, eval_every=100, checkpoint_every=500)),
+    "pixelcnn": density_model("pixelcnn", PixelCNNConfig(), "PixelCNN (notes §7.4): masked convolutions of type A "
                               "and B; exact likelihood of the digits.",
-                              fit=FitConfig(steps=1500, lr=2e-3, eval_every=100, checkpoint_every=500)),
-    "gated-pixelcnn": density_model("gated-pixelcnn", GatedPixelCNNConfig, "Gated PixelCNN (notes §7.4): vertical "
+                              fit=FitConfig(steps=1500, lr=2e-3, ema_decay=0.995, eval_every=100, checkpoint_every=500)),
+    "gated-pixelcnn": density_model("gated-pixelcnn", GatedPixelCNNConfig(), "Gated PixelCNN (notes §7.4): vertical "
                                     "and horizontal stacks, no blind spot; exact likelihood of the digits.",
-                                    fit=FitConfig(steps=1500, lr=2e-3, eval_every=100, checkpoint_every=500)),
-    "transformer": density_model("transformer", TransformerConfig, "Pixel transformer (notes §7.7): causal "
+                                    fit=FitConfig(steps=2000, lr=2e-3, ema_decay=0.995, eval_every=100,
+                                                  checkpoint_every=500)),
+    "transformer": density_model("transformer", TransformerConfig(), "Pixel transformer (notes §7.7): causal "
                                  "self-attention over the 64 pixels; exact likelihood of the digits.",
-                                 fit=FitConfig(steps=1500, lr=2e-3, optimizer="adamw", warmup_steps=100,
+                                 fit=FitConfig(steps=2000, lr=2e-3, optimizer="adamw", warmup_steps=100, ema_decay=0.995,
                                                eval_every=100, checkpoint_every=500)),
     "wavenet": Model(WaveNetTrainConfig, train_wavenet, "WaveNet (notes §7.5): dilated causal convolutions over "
                      "procedural 8 kHz audio, 256 mu-law levels; samples as WAV files.", sample_wavenet),

@@ -299,7 +299,7 @@ class GatedPixelCNNConfig:
     """Kernel size of the later layers' convolutions."""
     head_channels: int = 64
     """Width of the hidden 1x1 convolution of the output head."""
-    dropout: float = 0.1
+    dropout: float = 0.2
     """Dropout probability on each horizontal residual update (training mode only)."""
 
     def __post_init__(self) -> None:

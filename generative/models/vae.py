@@ -106,6 +106,7 @@ class VAE(LatentDensity):
         self.image_shape, self.levels, self.latent = tuple(image_shape), levels, latent
         self.decoder_kind: Decoder = decoder
         self.beta, self.free_bits = beta, free_bits
+        self.kl_scale = 1.0  # a training schedule's factor on beta (KL warm-up); not a parameter, 1 outside training
         self.D = math.prod(image_shape)
         out = self.D * (levels if decoder == "categorical" else 1)
         self.encoder = mlp([self.D, *hidden, 2 * latent], activation, dropout)
@@ -183,11 +184,13 @@ class VAE(LatentDensity):
         return rec - kl.sum(-1)
 
     def loss(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:  # [B, C, H, W] -> [B]
-        """``-(E_q[log p(x|z)] - beta KL)``, each dimension's batch-mean KL floored at ``free_bits`` if set."""
+        """``-(E_q[log p(x|z)] - beta KL)``, each dimension's batch-mean KL floored at ``free_bits`` if set; during a
+        KL warm-up the weight is ``beta * kl_scale`` (Bowman et al. 2016: the code opens before the KL's price is paid
+        in full, which keeps a beta-VAE from collapsing to the prior)."""
         rec, kl = self._terms(x, generator)
         if self.free_bits > 0:  # dims whose batch-mean KL is under the floor count as the floor, without gradient
             kl = torch.where(kl.mean(0) < self.free_bits, torch.full_like(kl, self.free_bits), kl)
-        return -(rec - self.beta * kl.sum(-1))
+        return -(rec - self.beta * self.kl_scale * kl.sum(-1))
 
     @torch.no_grad()
     def iwae(self, x: Tensor, k: int, generator: torch.Generator | None = None,

@@ -9,9 +9,9 @@ and resumes.
 
 Early stopping: the digits are a small data set (1257 training images), so every model overfits if
 trained long enough. Every ``fit.eval_every`` steps the task measures the validation NLL (exact, or the
-negative ELBO for latent models, with a fixed seed so that evaluations compare) and keeps the weights of
-the best one; they are part of the checkpoint (a resumed run keeps them) and are written to
-``RUN/best.pt`` at the end, which ``python -m generative sample RUN`` reads. The test numbers are those
+negative ELBO for latent models, with a fixed seed so that evaluations compare) and keeps the weights with
+the best one (latent models: with the best value of their own objective, which for a beta-VAE is not the
+ELBO); they are part of the checkpoint (a resumed run keeps them) and are written to ``RUN/best.pt`` at the end, which ``python -m generative sample RUN`` reads. The test numbers are those
 of the best weights: the exact test NLL in nats per image and bits per dimension; for latent models the
 ELBO and the importance-weighted bound with ``iwae_k`` samples (Burda et al. 2016).
 """
@@ -67,14 +67,17 @@ class DensityTrainConfig:
     """Training images per step, drawn with replacement."""
     iwae_k: int = 1000
     """Latent models: importance samples of the test bound (IWAE); the ELBO is reported beside it."""
+    kl_warmup: int = 0
+    """Latent models: steps over which the KL weight rises linearly from 0 to its full value (0: none)."""
     fit: FitConfig = field(default_factory=lambda: FitConfig(steps=3000, eval_every=250, checkpoint_every=500))
     """Optimisation (Adam, cosine schedule), seed, device, threads, logging; ``eval_every`` sets early stopping."""
 
     def __post_init__(self) -> None:
         if self.data not in FORMS:
             raise ValueError(f"data must be one of {', '.join(FORMS)}, got {self.data!r}")
-        if self.batch_size < 1 or self.iwae_k < 1:
-            raise ValueError(f"batch_size and iwae_k must be >= 1, got {self.batch_size}, {self.iwae_k}")
+        if self.batch_size < 1 or self.iwae_k < 1 or self.kl_warmup < 0:
+            raise ValueError(f"batch_size and iwae_k must be >= 1 and kl_warmup >= 0, got {self.batch_size}, "
+                             f"{self.iwae_k}, {self.kl_warmup}")
         if self.fit.eval_every < 1:
             raise ValueError(f"fit.eval_every must be >= 1 (it sets how often early stopping looks), got {self.fit.eval_every}")
 
@@ -92,8 +95,10 @@ def levels_of(split: Split, data: DataName) -> int:
 class DensityObjective:
     """Mean per-image loss of a density model on minibatches of the training images, with early stopping."""
 
-    def __init__(self, model: Density, split: Split, batch_size: int, device: torch.device) -> None:
-        self.model, self.batch_size, self.device = model, batch_size, device
+    def __init__(self, model: Density, split: Split, batch_size: int, device: torch.device, kl_warmup: int = 0) -> None:
+        if kl_warmup and not hasattr(model, "kl_scale"):
+            raise ValueError(f"kl_warmup: {type(model).__name__} has no KL term to warm up")
+        self.model, self.batch_size, self.device, self.kl_warmup = model, batch_size, device, kl_warmup
         self.x = torch.from_numpy(split.x_train).to(device)  # [N, C, H, W]
         self.x_val = torch.from_numpy(split.x_val).to(device)
         self.dims = int(np.prod(split.image_shape))
@@ -108,15 +113,18 @@ class DensityObjective:
 
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         index = torch.randint(0, len(self.x), (self.batch_size,), generator=generator).to(self.device)
+        if self.kl_warmup:  # a function of the step alone, so a resumed run continues the same schedule
+            self.model.kl_scale = min(1.0, (step + 1) / self.kl_warmup)  # type: ignore[union-attr]
         loss = self.model.loss(self.x[index], generator).mean()
         return loss, {"bits_per_dim": bits_per_dim(float(loss.detach()), self.dims)}
 
     def evaluate(self, step: int) -> dict[str, float]:
         val = held_out_nll(self.model, self.x_val, None)[0]
-        if val < self.best_val:
-            self.best_val, self.best_step = val, step
+        criterion = val if isinstance(self.model, ImageDensity) else held_out_objective(self.model, self.x_val)
+        if criterion < self.best_val:
+            self.best_val, self.best_step = criterion, step
             self.best_state = copy.deepcopy(self.model.state_dict())
-        return {"val_nll": val, "best_val_nll": self.best_val}
+        return {"val_nll": val, "best_val_objective": self.best_val}
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_val": self.best_val, "best_step": self.best_step, "best_state": self.best_state}
@@ -133,7 +141,7 @@ class DensityResult(NamedTuple):
     test_nll: float  # nats per image: exact, or the IWAE bound for latent models
     test_bits_per_dim: float
     test_elbo_nll: float  # latent models: -ELBO in nats per image (a looser bound); NaN for exact models
-    val_nll: float  # the best validation NLL (or -ELBO), which chose the weights
+    val_nll: float  # the best validation criterion, which chose the weights: NLL, or the latent model's objective
     best_step: int
     parameters: int
     train_seconds: float
@@ -152,6 +160,24 @@ def held_out_nll(model: Density, x: Tensor, iwae_k: int | None, seed: int = EVAL
     return (elbo_nll if bounds.iwae is None else -float(bounds.iwae.mean())), elbo_nll
 
 
+@torch.no_grad()
+def held_out_objective(model: LatentDensity, x: Tensor, seed: int = EVAL_SEED) -> float:
+    """A latent model's own training objective (its full KL weight, no dropout) on held-out images ``x``:
+    ``-ELBO`` for the VAE, the beta-weighted objective of §6.4 for a beta-VAE. Early stopping compares runs by
+    it, so a beta-VAE is chosen by what it optimises, not by the ELBO of an earlier, less constrained state."""
+    was_training, scale = model.training, getattr(model, "kl_scale", None)
+    model.eval()
+    if scale is not None:
+        model.kl_scale = 1.0
+    try:
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        return float(torch.cat([model.loss(chunk, generator) for chunk in x.split(256)]).mean())
+    finally:
+        model.train(was_training)
+        if scale is not None:
+            model.kl_scale = scale
+
+
 def train_density(config: Any, run_dir: Path | str | RunFolder, resume: bool = False, desc: str = "density"
                   ) -> DensityResult:
     """Fit ``config.model.build(...)`` by maximum likelihood (``config``: a :class:`DensityTrainConfig` with a
@@ -161,7 +187,7 @@ def train_density(config: Any, run_dir: Path | str | RunFolder, resume: bool = F
     device = resolve_device(config.fit.device)
     seed_everything(config.fit.seed)
     model = config.model.build(split.image_shape, levels).to(device)
-    objective = DensityObjective(model, split, config.batch_size, device)
+    objective = DensityObjective(model, split, config.batch_size, device, config.kl_warmup)
     start = time.perf_counter()
     with opened(run_dir, config=config, resume=resume) as run:
         result = fit(objective, config.fit, run, resume=run.resume, desc=desc, record=config)

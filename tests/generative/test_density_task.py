@@ -108,3 +108,32 @@ def test_tile_places_every_image() -> None:
     assert canvas[0, 0] == 0.5
     with pytest.raises(ValueError, match="images must be"):
         tile(images[:, 0], 2)
+
+
+def test_kl_warmup_raises_the_weight_linearly_and_only_for_latent_models(tmp_path) -> None:
+    from generative.models.vae import VAEConfig
+
+    vae = density_model("tiny-vae", VAEConfig(latent=2, hidden=(8,), dropout=0.0), "test",
+                        fit=FitConfig(steps=10, eval_every=5, progress=False), iwae_k=2, kl_warmup=20).config
+    result = train_density(vae(), tmp_path / "vae")
+    assert result.model.kl_scale == pytest.approx(10 / 20)  # step 10 of 20
+    assert result.test_elbo_nll >= result.test_nll - 1e-4  # the IWAE bound (k = 2) is at least as tight
+    with pytest.raises(ValueError, match="kl_warmup: PixelLogits has no KL term"):
+        train_density(CONFIG(kl_warmup=5), tmp_path / "pixels")
+
+
+def test_a_beta_vae_is_chosen_by_its_own_objective_not_the_elbo(tmp_path) -> None:
+    from generative.models.vae import VAEConfig
+    from generative.tasks.density import held_out_objective
+
+    beta = density_model("tiny-beta-vae", VAEConfig(latent=2, hidden=(8,), dropout=0.0, beta=4.0), "test",
+                         fit=FitConfig(steps=20, eval_every=5, progress=False), iwae_k=2).config
+    config = beta()
+    result = train_density(config, tmp_path / "run")
+    model, split = load_density(tmp_path / "run", config)
+    x_val = torch.from_numpy(split.x_val)
+    chosen = held_out_objective(model, x_val)
+    assert result.val_nll == pytest.approx(chosen, rel=1e-6)
+    rows = [r for r in metric_rows(tmp_path / "run") if r.get("best_val_objective")]
+    assert float(rows[-1]["best_val_objective"]) == pytest.approx(chosen, rel=1e-6)
+    assert chosen > held_out_nll(model, x_val, None)[0] + 1e-3  # beta = 4 prices the KL above the ELBO's
