@@ -4,7 +4,8 @@ Every clip is drawn from a seeded ``numpy.random.Generator`` (or a ``torch.Gener
 seeds one), so the same seed gives the same samples:
 
 * a *tone*: ``a sum_k a_k sin(2 pi k f t + phase_k)``, a fundamental ``f`` with optional harmonics ``k = 2, 3, ...``
-  of decaying amplitude, shaped by an attack/decay envelope;
+  of decaying amplitude, shaped by an attack/decay envelope half of the time; a *steady* tone never is (its
+  amplitude stays constant, so a model trained on it continues a tone for as long as it is asked to);
 * a *chirp*: a sine whose instantaneous frequency sweeps from ``f0`` to ``f1`` linearly,
   ``f(t) = f0 + (f1 - f0) t / D``, or exponentially, ``f(t) = f0 (f1 / f0)^(t / D)``; the phase is the
   integral ``2 pi int_0^t f(s) ds`` in closed form (:func:`chirp_phase`);
@@ -35,7 +36,7 @@ MU = 255
 TEST_SEED = 20_240_705
 """Seed of the fixed validation and test clips (the training clips use ``seed``)."""
 
-Kind = Literal["tone", "chirp", "mixture"]
+Kind = Literal["tone", "steady", "chirp", "mixture"]
 Sweep = Literal["linear", "exponential"]
 
 
@@ -86,12 +87,13 @@ def chirp(n: int, f0: float, f1: float, amplitude: float = 0.5, sweep: Sweep = "
     return amplitude * np.sin(chirp_phase(t, f0, f1, max(n, 1) / rate, sweep))
 
 
-def _random_part(n: int, rng: np.random.Generator, kind: Literal["tone", "chirp"], rate: int) -> np.ndarray:
-    if kind == "tone":
+def _random_part(n: int, rng: np.random.Generator, kind: Literal["tone", "steady", "chirp"], rate: int
+                 ) -> np.ndarray:
+    if kind in ("tone", "steady"):
         f = float(np.exp(rng.uniform(np.log(110.0), np.log(880.0))))  # A2 .. A5, uniform in pitch
         harmonics = tuple(rng.uniform(0.0, 0.6) * 0.5**k for k in range(int(rng.integers(0, 4))))
         wave = tone(n, f, 1.0, harmonics, float(rng.uniform(0, 2 * np.pi)), rate)
-        if rng.random() < 0.5:
+        if kind == "tone" and rng.random() < 0.5:
             wave = wave * envelope(n, float(rng.uniform(0.0, 0.02)), float(rng.uniform(0.05, 0.5)), rate)
         return wave
     lo, hi = np.exp(rng.uniform(np.log(110.0), np.log(1760.0), size=2))
@@ -100,18 +102,18 @@ def _random_part(n: int, rng: np.random.Generator, kind: Literal["tone", "chirp"
 
 def random_clip(length: int, rng: np.random.Generator, kind: Kind | None = None, rate: int = RATE
                 ) -> np.ndarray:  # -> [length] float32 in [-1, 1]
-    """One clip of ``length`` samples: a tone, a chirp or a mixture (``kind=None``: each with probability 1/3),
-    scaled to a peak amplitude drawn uniformly from ``[0.2, 0.9]``."""
+    """One clip of ``length`` samples: a tone, a steady tone, a chirp or a mixture (``kind=None``: a tone, a chirp
+    or a mixture, each with probability 1/3), scaled to a peak amplitude drawn uniformly from ``[0.2, 0.9]``."""
     if length < 1:
         raise ValueError(f"length must be >= 1, got {length}")
     kind = kind or ("tone", "chirp", "mixture")[int(rng.integers(0, 3))]
     if kind == "mixture":
         parts = int(rng.integers(2, 4))
         wave = sum(_random_part(length, rng, "tone" if rng.random() < 0.6 else "chirp", rate) for _ in range(parts))
-    elif kind in ("tone", "chirp"):
+    elif kind in ("tone", "steady", "chirp"):
         wave = _random_part(length, rng, kind, rate)
     else:
-        raise ValueError(f"kind must be 'tone', 'chirp', 'mixture' or None, got {kind!r}")
+        raise ValueError(f"kind must be 'tone', 'steady', 'chirp', 'mixture' or None, got {kind!r}")
     peak = float(np.max(np.abs(wave)))
     scale = rng.uniform(0.2, 0.9) / peak if peak > 0 else 0.0
     return (wave * scale).astype(np.float32)
@@ -164,6 +166,20 @@ def marginal_entropy(q: np.ndarray, levels: int = MU + 1) -> float:  # q: [*S] i
     return float(-(p * np.log(p)).sum())
 
 
+def tonal_fraction(x: np.ndarray, rate: int = RATE, bandwidth: float = 20.0) -> float:  # x: [T] -> in [0, 1]
+    """Share of the power of a clip (mean removed, Hann window) within ``bandwidth`` Hz of its main spectral peak:
+    near 1 for a steady tone, about ``(2 bandwidth + 1 / duration) / (rate / 2)`` for white noise; how tonal a
+    generated clip is."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"x must be mono [T] with T >= 2, got shape {x.shape}")
+    power = np.abs(np.fft.rfft((x - x.mean()) * np.hanning(len(x)))) ** 2
+    if power.sum() <= 0:
+        return 0.0
+    f = np.fft.rfftfreq(len(x), 1 / rate)
+    return float(power[np.abs(f - f[np.argmax(power)]) <= bandwidth].sum() / power.sum())
+
+
 # ---------------------------------------------------------------------- files and the split
 def write_wav(path: str | os.PathLike[str], samples: np.ndarray, rate: int = RATE) -> Path:
     """Write mono float samples ``[T]`` in ``[-1, 1]`` as 16-bit PCM WAV (``scipy.io.wavfile``), atomically."""
@@ -201,11 +217,12 @@ class AudioSplit(NamedTuple):
 
 
 def audio_split(n_train: int = 1024, n_val: int = 64, n_test: int = 128, length: int = 1024, seed: int = 0,
-                rate: int = RATE) -> AudioSplit:
-    """The fixed clips: training clips from ``seed``; validation and test clips from :data:`TEST_SEED` (the
-    same for every ``seed``, so every model is compared on the same test clips)."""
+                rate: int = RATE, kind: Kind | None = None) -> AudioSplit:
+    """The fixed clips of one ``kind`` (``None``: the mix of :func:`random_clip`): training clips from ``seed``;
+    validation and test clips from :data:`TEST_SEED` (the same for every ``seed``, so every model of a kind is
+    compared on the same test clips)."""
     if min(n_train, n_val, n_test) < 0 or length < 1:
         raise ValueError(f"need clip counts >= 0 and length >= 1, got {n_train}, {n_val}, {n_test}, {length}")
-    held_out = random_clips(n_val + n_test, length, np.random.default_rng(TEST_SEED + length), rate=rate)
-    train = random_clips(n_train, length, np.random.default_rng([seed, length]), rate=rate)
+    held_out = random_clips(n_val + n_test, length, np.random.default_rng(TEST_SEED + length), kind, rate)
+    train = random_clips(n_train, length, np.random.default_rng([seed, length]), kind, rate)
     return AudioSplit(train, held_out[:n_val], held_out[n_val:], rate)

@@ -22,6 +22,7 @@ from generative.data.audio import (
     random_clip,
     random_clips,
     read_wav,
+    tonal_fraction,
     tone,
     write_wav,
 )
@@ -119,3 +120,25 @@ def test_write_wav_round_trip_and_atomic(tmp_path):
     assert not list(tmp_path.rglob(f"*{TEMP_MARK}*"))
     with pytest.raises(ValueError, match="mono"):
         write_wav(tmp_path / "b.wav", np.zeros((2, 10)))
+
+
+def test_steady_tones_keep_their_amplitude_and_the_split_draws_one_kind():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        x = random_clip(2000, rng, "steady")
+        peaks = np.abs(x.reshape(10, 200)).max(1)  # 200 samples = 25 ms: a period of every tone >= 110 Hz
+        assert peaks.min() > 0.9 * peaks.max()  # no attack/decay envelope
+        assert tonal_fraction(x) > 0.6  # harmonics hold at most 1/3 of the amplitude
+    split = audio_split(6, 2, 4, 1024, kind="steady")
+    assert all(tonal_fraction(c) > 0.6 for c in np.concatenate([split.train, split.val, split.test]))
+    assert not np.array_equal(split.test, audio_split(6, 2, 4, 1024).test)
+
+
+def test_tonal_fraction_of_a_tone_noise_and_silence():
+    assert tonal_fraction(tone(8000, 440.0)) > 0.99
+    assert tonal_fraction(tone(8000, 300.0, harmonics=(0.5,))) == pytest.approx(1 / 1.25, abs=0.01)  # 1 : 0.5^2
+    noise = np.random.default_rng(0).standard_normal(8000)
+    assert tonal_fraction(noise) < 3 * 41 / 4001  # ~41 of the 4001 bins for white noise
+    assert tonal_fraction(np.zeros(100)) == 0.0
+    with pytest.raises(ValueError, match="mono"):
+        tonal_fraction(np.zeros((2, 10)))

@@ -2,6 +2,7 @@
 ``R`` previous samples, nothing at or after ``t``), causal convolutions, the chain rule, fast generation with
 per-layer queues equal to the naive sampler, and a short training run that beats the no-context baseline."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from generative.data.audio import RATE, read_wav
+from generative.data.audio import RATE, read_wav, tonal_fraction
 from generative.models.wavenet import CausalConv1d, WaveNet, WaveNetConfig, receptive_field, shift_right
 from generative.tasks.audio import WaveNetTrainConfig, audio_figure, generate, train_wavenet, write_samples
 from generative.training import FitConfig
@@ -115,3 +116,16 @@ def test_short_training_beats_the_marginal_baseline(tmp_path):
     assert np.array_equal(generate(result.model, 1, 0.005, seed=4), generate(result.model, 1, 0.005, seed=4))
     figure = audio_figure(clip, config.split().test[0])
     assert len(figure.axes) >= 4
+
+
+def test_default_config_learns_steady_tones_from_clips_longer_than_the_receptive_field():
+    """Generated audio is tonal only if the model learns a stable oscillator: the default clips are steady tones
+    (no decay, no mixtures) and at least twice the receptive field, so most training targets see a full context."""
+    config = WaveNetTrainConfig()
+    assert config.kind == "steady"
+    assert config.clip_length >= 2 * config.model.build().receptive_field
+    split = dataclasses.replace(config, n_train=8, n_test=4).split()
+    assert split.train.shape == (8, config.clip_length)
+    assert min(tonal_fraction(c) for c in np.concatenate([split.train, split.test])) > 0.6
+    mixed = dataclasses.replace(config, kind=None, n_train=8, n_test=4).split()  # the other kinds stay available
+    assert not np.array_equal(mixed.test, split.test)
