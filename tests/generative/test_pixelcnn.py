@@ -97,7 +97,7 @@ def test_no_dependence_on_the_current_or_later_pixels(name, levels):
 
 
 def test_pixelcnn_has_a_blind_spot_and_the_mask_field_predicts_its_gradients():
-    model = _build("pixelcnn", layers=5)  # 7x7 type A, then five 3x3 type B: nominal half-width 3 + 5 = 8
+    model = _build("pixelcnn", layers=5, kernel=3)  # 7x7 type A, then five 3x3 type B: nominal half-width 3 + 5 = 8
     position = (5, 2)
     field = receptive_field(model, position)
     assert torch.equal(field, mask_field(model.masks(), position, (8, 8)))
