@@ -87,7 +87,8 @@ MODELS: dict[str, Model] = {
     "lstm": Model(LSTMConfig, train_lstm, "LSTM (notes §4.2) on the adding problem, which it solves."),
     "vae": density_model("vae", VAEConfig(), "Variational autoencoder (notes §6.3): Gaussian encoder, Bernoulli "
                          "decoder; ELBO and IWAE bound.",
-                         fit=FitConfig(steps=20000, lr=1e-3, eval_every=500, checkpoint_every=2000), iwae_k=1000),
+                         fit=FitConfig(steps=20000, lr=1e-3, eval_every=500, checkpoint_every=2000), iwae_k=1000,
+                         select_k=200),
     "beta-vae": density_model("beta-vae", VAEConfig(beta=4.0), "beta-VAE (notes §6.4): the VAE with the KL weighted "
                               "by beta = 4 (--config.model.beta).",
                               fit=FitConfig(steps=20000, lr=1e-3, eval_every=500, checkpoint_every=2000)),

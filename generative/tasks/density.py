@@ -11,7 +11,7 @@ Early stopping: the digits are a small data set (1257 training images), so every
 trained long enough. Every ``fit.eval_every`` steps the task measures the validation NLL (exact, or the
 negative ELBO for latent models, with a fixed seed so that evaluations compare) and keeps the weights with
 the best one (latent models: with the best value of their own objective, which for a beta-VAE is not the
-ELBO); they are part of the checkpoint (a resumed run keeps them) and are written to ``RUN/best.pt`` at the end, which ``python -m generative sample RUN`` reads. The test numbers are those
+ELBO, or, for a VAE, of the tighter IWAE bound with ``select_k`` samples); they are part of the checkpoint (a resumed run keeps them) and are written to ``RUN/best.pt`` at the end, which ``python -m generative sample RUN`` reads. The test numbers are those
 of the best weights: the exact test NLL in nats per image and bits per dimension; for latent models the
 ELBO and the importance-weighted bound with ``iwae_k`` samples (Burda et al. 2016).
 """
@@ -69,15 +69,18 @@ class DensityTrainConfig:
     """Latent models: importance samples of the test bound (IWAE); the ELBO is reported beside it."""
     kl_warmup: int = 0
     """Latent models: steps over which the KL weight rises linearly from 0 to its full value (0: none)."""
+    select_k: int = 0
+    """Latent models: choose the weights by the validation IWAE bound with this many samples, a tighter estimate
+    of the likelihood than the ELBO (only for a maximum-likelihood objective, beta = 1); 0: by the objective."""
     fit: FitConfig = field(default_factory=lambda: FitConfig(steps=3000, eval_every=250, checkpoint_every=500))
     """Optimisation (Adam, cosine schedule), seed, device, threads, logging; ``eval_every`` sets early stopping."""
 
     def __post_init__(self) -> None:
         if self.data not in FORMS:
             raise ValueError(f"data must be one of {', '.join(FORMS)}, got {self.data!r}")
-        if self.batch_size < 1 or self.iwae_k < 1 or self.kl_warmup < 0:
-            raise ValueError(f"batch_size and iwae_k must be >= 1 and kl_warmup >= 0, got {self.batch_size}, "
-                             f"{self.iwae_k}, {self.kl_warmup}")
+        if self.batch_size < 1 or self.iwae_k < 1 or self.kl_warmup < 0 or self.select_k < 0:
+            raise ValueError(f"batch_size and iwae_k must be >= 1, kl_warmup and select_k >= 0, got {self.batch_size}, "
+                             f"{self.iwae_k}, {self.kl_warmup}, {self.select_k}")
         if self.fit.eval_every < 1:
             raise ValueError(f"fit.eval_every must be >= 1 (it sets how often early stopping looks), got {self.fit.eval_every}")
 
@@ -95,10 +98,14 @@ def levels_of(split: Split, data: DataName) -> int:
 class DensityObjective:
     """Mean per-image loss of a density model on minibatches of the training images, with early stopping."""
 
-    def __init__(self, model: Density, split: Split, batch_size: int, device: torch.device, kl_warmup: int = 0) -> None:
+    def __init__(self, model: Density, split: Split, batch_size: int, device: torch.device, kl_warmup: int = 0,
+                 select_k: int = 0) -> None:
         if kl_warmup and not hasattr(model, "kl_scale"):
             raise ValueError(f"kl_warmup: {type(model).__name__} has no KL term to warm up")
+        if select_k and getattr(model, "beta", None) != 1.0:
+            raise ValueError(f"select_k: {type(model).__name__} does not maximise the likelihood's bound (beta = 1)")
         self.model, self.batch_size, self.device, self.kl_warmup = model, batch_size, device, kl_warmup
+        self.select_k = select_k
         self.x = torch.from_numpy(split.x_train).to(device)  # [N, C, H, W]
         self.x_val = torch.from_numpy(split.x_val).to(device)
         self.dims = int(np.prod(split.image_shape))
@@ -120,7 +127,12 @@ class DensityObjective:
 
     def evaluate(self, step: int) -> dict[str, float]:
         val = held_out_nll(self.model, self.x_val, None)[0]
-        criterion = val if isinstance(self.model, ImageDensity) else held_out_objective(self.model, self.x_val)
+        if isinstance(self.model, ImageDensity):
+            criterion = val
+        elif self.select_k:
+            criterion = held_out_nll(self.model, self.x_val, self.select_k)[0]
+        else:
+            criterion = held_out_objective(self.model, self.x_val)
         if criterion < self.best_val:
             self.best_val, self.best_step = criterion, step
             self.best_state = copy.deepcopy(self.model.state_dict())
@@ -187,7 +199,7 @@ def train_density(config: Any, run_dir: Path | str | RunFolder, resume: bool = F
     device = resolve_device(config.fit.device)
     seed_everything(config.fit.seed)
     model = config.model.build(split.image_shape, levels).to(device)
-    objective = DensityObjective(model, split, config.batch_size, device, config.kl_warmup)
+    objective = DensityObjective(model, split, config.batch_size, device, config.kl_warmup, config.select_k)
     start = time.perf_counter()
     with opened(run_dir, config=config, resume=resume) as run:
         result = fit(objective, config.fit, run, resume=run.resume, desc=desc, record=config)

@@ -137,3 +137,17 @@ def test_a_beta_vae_is_chosen_by_its_own_objective_not_the_elbo(tmp_path) -> Non
     rows = [r for r in metric_rows(tmp_path / "run") if r.get("best_val_objective")]
     assert float(rows[-1]["best_val_objective"]) == pytest.approx(chosen, rel=1e-6)
     assert chosen > held_out_nll(model, x_val, None)[0] + 1e-3  # beta = 4 prices the KL above the ELBO's
+
+
+def test_a_vae_can_be_chosen_by_its_validation_iwae_bound(tmp_path) -> None:
+    from generative.models.vae import VAEConfig
+
+    vae = density_model("tiny-vae-k", VAEConfig(latent=2, hidden=(8,), dropout=0.0), "test",
+                        fit=FitConfig(steps=20, eval_every=5, progress=False), iwae_k=2, select_k=16).config
+    config = vae()
+    result = train_density(config, tmp_path / "run")
+    model, split = load_density(tmp_path / "run", config)
+    assert result.val_nll == pytest.approx(held_out_nll(model, torch.from_numpy(split.x_val), 16)[0], rel=1e-6)
+    beta = density_model("tiny-beta-k", VAEConfig(latent=2, hidden=(8,), beta=4.0), "test", select_k=16).config
+    with pytest.raises(ValueError, match="select_k: VAE does not maximise"):
+        train_density(beta(), tmp_path / "beta")
