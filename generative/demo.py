@@ -47,11 +47,13 @@ class Demo:
     """Steps of the RNN and of the LSTM on the adding problem."""
     sequence_length: int = 50
     """Length T of the adding problem's sequences (>= 50: a long-range task)."""
-    table_scale: float = 0.1
+    table_scale: float = 0.06
     """Fraction of each likelihood model's steps in the §7 table (notes §6-7)."""
-    wavenet_steps: int = 300
+    table_fdd_samples: int = 400
+    """Samples per model for the table's Frechet digit distance (the full table uses 1000)."""
+    wavenet_steps: int = 150
     """WaveNet steps on the procedural audio."""
-    stroke_steps: int = 150
+    stroke_steps: int = 100
     """Steps of the VRNN and of the RNN on the pen strokes."""
     autoencoder_steps: int = 1500
     """Steps of each autoencoder (linear, denoising, inpainting)."""

@@ -52,7 +52,7 @@ def table_item(rows: list[Row], scale: float, file: str) -> Item:
         f"Test NLL of every likelihood model on the 360 binary test digits ({budget}; the full table is in "
         f"benchmarks/README.md): exact for the autoregressive models, the IWAE bound (k = 1000) for the VAEs with the "
         f"negative ELBO beside it. Best here: {best.model}, {best.test_nll:.2f} nats. FDD: Frechet digit distance of "
-        "1000 samples to the training digits; NN distance: mean Hamming distance of samples to their nearest "
+        "samples to the training digits; NN distance: mean Hamming distance of samples to their nearest "
         "training digit (in brackets, that of real test digits: samples much closer would be copies).")}
 
 
@@ -96,7 +96,8 @@ def autoregressive_section(args: Any, folder: Path, say: Say) -> dict[str, Any]:
 
     scale = 1.0 if args.full else args.table_scale
     say(f"generative demo: §6-7 likelihood table ({scale:.0%} of each model's steps)")
-    rows = run_table(TableCommand(out=folder / "table", scale=scale, threads=args.threads, progress=args.progress))
+    rows = run_table(TableCommand(out=folder / "table", scale=scale, threads=args.threads, progress=args.progress,
+                                  fdd_samples=1000 if args.full else args.table_fdd_samples))
     items: list[Item] = [table_item(rows, scale, "table/table.md"), samples_item(rows, folder / "table" / "samples", folder)]
     timed = [m for m in ("made", "pixelcnn", "gated-pixelcnn", "pixel-rnn", "transformer") if m in TABLE_MODELS]
     items.append({"kind": "table", "file": "table/table.json", "columns": ["model", "ms per sample (batch of 64)"],

@@ -8,7 +8,7 @@ into ``OUT/runs/<model>``, with early stopping on the validation split, and then
 * test NLL in nats per image and bits per dimension: exact for the autoregressive models; for the VAE the
   importance-weighted bound (IWAE, ``k = 1000``), with the negative ELBO beside it;
 * parameters, training seconds, sampling seconds per 64 samples (seeded);
-* sample quality: the Frechet digit distance of 1000 samples to the training images (``generative.metrics``),
+* sample quality: the Frechet digit distance of 1000 samples (``--fdd-samples``) to the training images (``generative.metrics``),
   and the mean distance of samples to their nearest training image next to that of real test images (a
   model that memorises the training set has samples much closer than test images are).
 
@@ -62,6 +62,8 @@ class TableCommand:
     """Torch CPU threads for training and evaluation."""
     seed: int = 0
     """Seed of every model's training and of the samples."""
+    fdd_samples: int = FDD_SAMPLES
+    """Samples per model for the Frechet digit distance and the nearest-neighbour distance."""
     progress: bool = True
     """Show progress bars."""
     json: bool = False
@@ -73,8 +75,9 @@ class TableCommand:
             raise ValueError(f"--models: {', '.join(unknown)} not in the table (choose from {', '.join(TABLE_MODELS)})")
         if not 0 < self.scale <= 10:
             raise ValueError(f"--scale must lie in (0, 10], got {self.scale}")
-        if self.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        if self.threads < 1 or self.fdd_samples < SAMPLE_SECONDS_N + 2:
+            raise ValueError(f"--threads must be >= 1 and --fdd-samples >= {SAMPLE_SECONDS_N + 2}, got {self.threads}, "
+                             f"{self.fdd_samples}")
 
 
 class Row(NamedTuple):
@@ -109,7 +112,8 @@ def train_row(name: str, args: TableCommand, runs: Path) -> dict[str, Any]:
     return train(dataclasses.replace(command, config=config))
 
 
-def measure(name: str, summary: dict[str, Any], run_dir: Path, samples_dir: Path, seed: int) -> Row:
+def measure(name: str, summary: dict[str, Any], run_dir: Path, samples_dir: Path, seed: int,
+            fdd_samples: int = FDD_SAMPLES) -> Row:
     """The table's numbers of a trained run: its training summary, plus sampling time and sample quality."""
     from generative.commands import trained_config
     from generative.metrics import frechet_digit_distance, nearest_neighbour_distance
@@ -121,7 +125,7 @@ def measure(name: str, summary: dict[str, Any], run_dir: Path, samples_dir: Path
         start = time.perf_counter()
         first = model.sample(SAMPLE_SECONDS_N, generator)
         seconds = time.perf_counter() - start
-        rest = model.sample(FDD_SAMPLES - SAMPLE_SECONDS_N, generator)
+        rest = model.sample(fdd_samples - SAMPLE_SECONDS_N, generator)
     samples = torch.cat([first, rest]).cpu()
     write_grid(samples[:64].numpy(), model.levels, samples_dir / f"{name}.png")
     train, test = torch.from_numpy(split.x_train), torch.from_numpy(split.x_test)
@@ -170,7 +174,7 @@ def run_table(args: TableCommand) -> list[Row]:
             continue
         say(f"table: training {name}")
         summary = train_row(name, args, runs)
-        row = measure(name, summary, runs / name, samples_dir, args.seed)
+        row = measure(name, summary, runs / name, samples_dir, args.seed, args.fdd_samples)
         atomic_write_json(done, row._asdict())
         rows.append(row)
     atomic_write_text(args.out / "table.md", markdown(rows, args.data))
