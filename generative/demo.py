@@ -49,6 +49,8 @@ class Demo:
     """Length T of the adding problem's sequences (>= 50: a long-range task)."""
     table_scale: float = 0.06
     """Fraction of each likelihood model's steps in the §7 table (notes §6-7)."""
+    table_min_steps: int = 300
+    """At least this many steps per table model (the convolutional and attention models start slowly)."""
     table_fdd_samples: int = 400
     """Samples per model for the table's Frechet digit distance (the full table uses 1000)."""
     wavenet_steps: int = 150

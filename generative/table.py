@@ -58,6 +58,9 @@ class TableCommand:
     """Which models (rows), by registry name."""
     scale: float = 1.0
     """Fraction of each model's default training steps (the demo uses a reduced budget)."""
+    min_steps: int = 0
+    """At least this many steps per model (never more than its default): a reduced budget that still lets the
+    slow-to-start models learn."""
     threads: int = 1
     """Torch CPU threads for training and evaluation."""
     seed: int = 0
@@ -73,8 +76,8 @@ class TableCommand:
         unknown = [m for m in self.models if m not in TABLE_MODELS]
         if unknown:
             raise ValueError(f"--models: {', '.join(unknown)} not in the table (choose from {', '.join(TABLE_MODELS)})")
-        if not 0 < self.scale <= 10:
-            raise ValueError(f"--scale must lie in (0, 10], got {self.scale}")
+        if not 0 < self.scale <= 10 or self.min_steps < 0:
+            raise ValueError(f"--scale must lie in (0, 10] and --min-steps be >= 0, got {self.scale}, {self.min_steps}")
         if self.threads < 1 or self.fdd_samples < SAMPLE_SECONDS_N + 2:
             raise ValueError(f"--threads must be >= 1 and --fdd-samples >= {SAMPLE_SECONDS_N + 2}, got {self.threads}, "
                              f"{self.fdd_samples}")
@@ -104,7 +107,7 @@ def train_row(name: str, args: TableCommand, runs: Path) -> dict[str, Any]:
     run_dir = runs / name
     cls = TRAIN_COMMANDS[name]
     defaults = cls().config  # type: ignore[attr-defined]
-    steps = max(1, round(defaults.fit.steps * args.scale))
+    steps = max(1, round(defaults.fit.steps * args.scale), min(defaults.fit.steps, args.min_steps))
     resume = (run_dir / CHECKPOINT).is_file()
     command = cls(out=run_dir, steps=steps, seed=args.seed, threads=args.threads, resume=resume,  # type: ignore[call-arg]
                   data=args.data)

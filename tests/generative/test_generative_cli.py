@@ -77,7 +77,7 @@ def test_torchrun_with_two_processes_writes_one_run_folder(tmp_path):
 def test_demo_writes_the_foundations_autoencoder_and_autoregressive_sections(tmp_path):
     from generative.demo import Demo, run_demo
 
-    index = run_demo(Demo(out=tmp_path, unet_steps=10, sequence_steps=10, table_scale=0.005, wavenet_steps=2,
+    index = run_demo(Demo(out=tmp_path, unet_steps=10, sequence_steps=10, table_scale=0.005, table_min_steps=0, wavenet_steps=2,
                           stroke_steps=2, autoencoder_steps=5, progress=False))
     text = index.read_text()
     for folder, section, count in (("foundations", "1", 6), ("autoencoders", "6", 9), ("autoregressive", "7", 5)):

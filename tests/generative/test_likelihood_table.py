@@ -47,6 +47,15 @@ def test_markdown_marks_the_best_and_leaves_bounds_blank_for_exact_models() -> N
     assert ordering(rows) == ["b", "a"]
 
 
+def test_min_steps_lifts_a_reduced_budget_but_never_above_the_default(tmp_path) -> None:
+    from generative.table import train_row
+
+    args = TableCommand(out=tmp_path, models=["independent"], scale=0.001, min_steps=30, progress=False)
+    assert train_row("independent", args, tmp_path / "runs")["steps"] == 30
+    args = TableCommand(out=tmp_path, models=["independent"], scale=0.001, min_steps=10**6, progress=False)
+    assert train_row("independent", args, tmp_path / "runs2")["steps"] == 2000
+
+
 def test_table_options_fail_in_one_line() -> None:
     with pytest.raises(ValueError, match="--models: mlp not in the table"):
         TableCommand(models=["mlp"])
