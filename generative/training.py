@@ -54,7 +54,7 @@ from envs.io.run import CHECKPOINT, RunFolder, TrainingDiverged, opened, resume_
 from generative.nn.clipping import clip_gradients
 
 __all__ = [
-    "CHECKPOINT", "EMA", "FitConfig", "FitResult", "Objective", "TrainingDiverged", "command_args", "distributed",
+    "CHECKPOINT", "EMA", "FitConfig", "FitResult", "Objective", "OneModel", "TrainingDiverged", "command_args", "distributed",
     "fit", "load_modules", "lr_factor", "rank_generator", "resolve_device", "seed_everything", "set_threads",
 ]
 
@@ -135,6 +135,18 @@ class Objective(Protocol):
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         """The scalar loss of ``step`` (batches drawn from ``generator``) and the terms to log."""
         ...
+
+
+class OneModel:
+    """Base of an objective that trains one module, ``self.model``: its ``modules()`` and ``param_groups()``."""
+
+    model: nn.Module
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [{"params": list(self.model.parameters())}]
 
 
 class FitResult(NamedTuple):

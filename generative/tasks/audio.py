@@ -38,7 +38,7 @@ from generative.data.audio import (
     write_wav,
 )
 from generative.models.wavenet import WaveNet, WaveNetConfig
-from generative.training import FitConfig, FitResult, fit, resolve_device, seed_everything
+from generative.training import FitConfig, FitResult, OneModel, fit, resolve_device, seed_everything
 
 
 def _wavenet_fit() -> FitConfig:
@@ -105,7 +105,7 @@ def nll_per_sample(model: WaveNet, codes: Tensor, batch_size: int = 64) -> float
     return total / codes.numel()
 
 
-class WaveNetObjective:
+class WaveNetObjective(OneModel):
     """Mean NLL per sample of whole training clips (``training.Objective``); evaluates the validation and
     test NLL in nats per sample."""
 
@@ -115,12 +115,6 @@ class WaveNetObjective:
         self.train = torch.from_numpy(split.codes("train", mu)).to(device)  # [N, T]
         self.val = torch.from_numpy(split.codes("val", mu))
         self.test = torch.from_numpy(split.codes("test", mu))
-
-    def modules(self) -> dict[str, WaveNet]:
-        return {"model": self.model}
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        return [{"params": list(self.model.parameters())}]
 
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         index = torch.randint(0, len(self.train), (self.batch_size,), generator=generator).to(self.device)

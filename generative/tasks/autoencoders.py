@@ -46,7 +46,7 @@ from generative.models.autoencoders import (
 from generative.models.base import discrete_sample
 from generative.models.vae import VAE
 from generative.nn.mlp import Activation
-from generative.training import FitConfig, FitResult, fit, resolve_device, seed_everything
+from generative.training import FitConfig, FitResult, OneModel, fit, resolve_device, seed_everything
 
 __all__ = [
     "AEConfig", "AEObjective", "AEResult", "Variant", "autoencoder_figure", "interpolation_figure", "kl_figure",
@@ -157,7 +157,7 @@ def mean_squared_error(model: nn.Module, x: Tensor, inputs: Tensor | None = None
     return total / max(x[0].numel() * len(x), 1)
 
 
-class AEObjective:
+class AEObjective(OneModel):
     """Mean squared reconstruction error of (corrupted) training minibatches (``training.Objective``)."""
 
     def __init__(self, model: nn.Module, split: Split, config: AEConfig, device: torch.device) -> None:
@@ -166,12 +166,6 @@ class AEObjective:
         self.model, self.config, self.device = model, config, device
         self.x = torch.from_numpy(split.x_train).to(device)  # [N, C, H, W]
         self.x_val, self.x_test = torch.from_numpy(split.x_val), torch.from_numpy(split.x_test)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model}
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        return [{"params": list(self.model.parameters())}]
 
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         index = torch.randint(0, len(self.x), (self.config.batch_size,), generator=generator).to(self.device)

@@ -30,7 +30,7 @@ from generative.data.digits import DataConfig, Split, load_split
 from generative.nn.cnn import CNN
 from generative.nn.losses import cross_entropy
 from generative.nn.mlp import MLP, Activation
-from generative.training import FitConfig, FitResult, fit, resolve_device, seed_everything
+from generative.training import FitConfig, FitResult, OneModel, fit, resolve_device, seed_everything
 
 N_CLASSES = 10
 
@@ -150,7 +150,7 @@ def random_shift(x: Tensor, shift: int, generator: torch.Generator) -> Tensor:  
     return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # [B, H, W, C] -> [B, C, H, W]
 
 
-class ClassificationObjective:
+class ClassificationObjective(OneModel):
     """Mean cross-entropy of a classifier on minibatches of the training images (``training.Objective``)."""
 
     def __init__(self, model: nn.Module, split: Split, batch_size: int, device: torch.device, shift: int = 0) -> None:
@@ -161,12 +161,6 @@ class ClassificationObjective:
         self.y = torch.from_numpy(split.y_train).to(device)  # [N]
         self.x_val, self.y_val = torch.from_numpy(split.x_val), torch.from_numpy(split.y_val)
         self.x_test, self.y_test = torch.from_numpy(split.x_test), torch.from_numpy(split.y_test)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model}
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        return [{"params": list(self.model.parameters())}]
 
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         index = torch.randint(0, len(self.x), (self.batch_size,), generator=generator).to(self.device)

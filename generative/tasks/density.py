@@ -28,13 +28,13 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from envs.io.run import RunFolder, opened
 from generative.data.digits import DataConfig, Split, load_split
 from generative.metrics import evaluate_density
 from generative.models.base import ImageDensity, LatentDensity, bits_per_dim
-from generative.training import FitConfig, FitResult, fit, resolve_device, seed_everything
+from generative.training import FitConfig, FitResult, OneModel, fit, resolve_device, seed_everything
 
 DataName = Literal["digits", "digits-grey"]
 """Binary digits (pixel >= 8 of 16; Bernoulli models) or their 17 grey levels (categorical models)."""
@@ -95,7 +95,7 @@ def levels_of(split: Split, data: DataName) -> int:
     return 2 if FORMS[data] == "binary" else split.levels
 
 
-class DensityObjective:
+class DensityObjective(OneModel):
     """Mean per-image loss of a density model on minibatches of the training images, with early stopping."""
 
     def __init__(self, model: Density, split: Split, batch_size: int, device: torch.device, kl_warmup: int = 0,
@@ -111,12 +111,6 @@ class DensityObjective:
         self.dims = int(np.prod(split.image_shape))
         self.best_val, self.best_step = math.inf, 0
         self.best_state: dict[str, Tensor] = copy.deepcopy(model.state_dict())
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model}
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        return [{"params": list(self.model.parameters())}]
 
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         index = torch.randint(0, len(self.x), (self.batch_size,), generator=generator).to(self.device)

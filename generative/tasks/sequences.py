@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from generative.data.sequences import (
 )
 from generative.nn.lstm import LSTMSequenceModel
 from generative.nn.rnn import ElmanRNN
-from generative.training import FitConfig, FitResult, fit, resolve_device, seed_everything
+from generative.training import FitConfig, FitResult, OneModel, fit, resolve_device, seed_everything
 
 
 def _default_fit() -> FitConfig:
@@ -111,19 +111,13 @@ def predict_sum(model: nn.Module, x: Tensor) -> Tensor:  # x: [B, T, 2] -> [B]
     return model(x)[:, -1, 0]
 
 
-class AddingObjective:
+class AddingObjective(OneModel):
     """MSE of the last output on fresh batches of the adding problem (``training.Objective``)."""
 
     def __init__(self, model: nn.Module, config: AddingConfig, device: torch.device) -> None:
         self.model, self.config, self.device = model, config, device
         self.test_x, self.test_y = _tensors(adding_test_set(config.T, config.test_size, config.placement), device)
         self.baseline = baseline_mse(self.test_y.cpu().numpy())
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model}
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        return [{"params": list(self.model.parameters())}]
 
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))

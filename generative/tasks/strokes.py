@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from envs.io.run import RunFolder
 from generative.data.strokes import StrokeSplit, strokes_split, strokes_to_polylines
 from generative.models.vrnn import VRNN, StrokeRNN, StrokeRNNConfig, VRNNConfig
-from generative.training import FitConfig, FitResult, fit, resolve_device, seed_everything
+from generative.training import FitConfig, FitResult, OneModel, fit, resolve_device, seed_everything
 
 
 def _strokes_fit() -> FitConfig:
@@ -123,19 +123,13 @@ def mean_score(model: nn.Module, x: Tensor, k: int = 0, seed: int = 0, batch_siz
     return total / max(len(x), 1)
 
 
-class StrokeObjective:
+class StrokeObjective(OneModel):
     """Mean loss per step of a stroke model (``-ELBO / T`` or ``-log p(x) / T``) on training minibatches."""
 
     def __init__(self, model: VRNN | StrokeRNN, split: StrokeSplit, batch_size: int, device: torch.device) -> None:
         self.model, self.batch_size, self.device = model, batch_size, device
         self.train = torch.from_numpy(split.train).to(device)  # [N, T, 3]
         self.val = torch.from_numpy(split.val)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model}
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        return [{"params": list(self.model.parameters())}]
 
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         index = torch.randint(0, len(self.train), (self.batch_size,), generator=generator).to(self.device)
