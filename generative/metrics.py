@@ -40,6 +40,7 @@ from generative.digit_features import (
 )
 from generative.models.base import ImageDensity, LatentDensity, bits_per_dim, check_images, log_mean_exp
 from generative.nn.cnn import CNN
+from generative.training import evaluating
 
 __all__ = [
     "NLL", "LatentBounds", "Overfitting", "evaluate_density", "feature_statistics", "frechet_digit_distance",
@@ -103,10 +104,8 @@ def evaluate_density(model: ImageDensity | LatentDensity, x: Tensor, batch_size:
     if k is not None and k < 1:
         raise ValueError(f"k must be >= 1 or None, got {k}")
     device = next(iter(model.parameters()), x).device
-    was_training = model.training
-    model.eval()
     nll, elbo, iwae = [], [], []
-    try:
+    with evaluating(model):
         for start in range(0, len(x), batch_size):
             batch = x[start:start + batch_size].to(device)  # [b, C, H, W]
             if isinstance(model, ImageDensity):
@@ -115,8 +114,6 @@ def evaluate_density(model: ImageDensity | LatentDensity, x: Tensor, batch_size:
                 elbo.append(model.elbo(batch, generator=generator).cpu())
                 if k is not None:
                     iwae.append(model.iwae(batch, k, generator=generator).cpu())
-    finally:
-        model.train(was_training)
     empty = torch.zeros(0)
     if isinstance(model, ImageDensity):
         return torch.cat(nll) if nll else empty

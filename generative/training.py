@@ -54,8 +54,23 @@ from envs.io.run import CHECKPOINT, RunFolder, TrainingDiverged, opened, resume_
 from generative.nn.clipping import clip_gradients
 
 __all__ = [
-    "CHECKPOINT", "EMA", "FitConfig", "FitResult", "Objective", "OneModel", "TrainingDiverged", "command_args", "distributed",
-    "fit", "load_modules", "lr_factor", "rank_generator", "resolve_device", "seed_everything", "set_threads",
+    "CHECKPOINT",
+    "EMA",
+    "FitConfig",
+    "FitResult",
+    "Objective",
+    "OneModel",
+    "TrainingDiverged",
+    "command_args",
+    "distributed",
+    "evaluating",
+    "fit",
+    "load_modules",
+    "lr_factor",
+    "rank_generator",
+    "resolve_device",
+    "seed_everything",
+    "set_threads",
 ]
 
 FORMAT = "machine-perception/fit-1"
@@ -135,6 +150,17 @@ class Objective(Protocol):
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         """The scalar loss of ``step`` (batches drawn from ``generator``) and the terms to log."""
         ...
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Evaluation mode (no dropout) inside the block, the model's previous mode after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 class OneModel:

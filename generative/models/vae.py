@@ -23,8 +23,7 @@ Optional free bits (Kingma et al. 2016) floor each dimension's KL in the loss at
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +40,7 @@ from generative.models.base import (
     network_input,
 )
 from generative.nn.mlp import Activation
+from generative.training import evaluating
 
 __all__ = [
     "VAE",
@@ -200,7 +200,7 @@ class VAE(LatentDensity):
         Always in evaluation mode (no dropout), like ``sample`` and ``kl_per_dimension``."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        with _evaluating(self):
+        with evaluating(self):
             mu, log_var = self.encode(x)
             chunk = chunk or max(1, 65536 // max(len(x), 1))
             log_w = []
@@ -214,7 +214,7 @@ class VAE(LatentDensity):
     def kl_per_dimension(self, x: Tensor) -> Tensor:  # [B, C, H, W] -> [L]
         """Mean over the images of ``KL(q(z_j|x) || N(0, 1))`` per latent dimension ``j``; dimensions above
         0.01 nats are the "active units" of Burda et al. (2016)."""
-        with _evaluating(self):
+        with evaluating(self):
             mu, log_var = self.encode(x)
         return gaussian_kl_elementwise(mu, log_var).mean(0)
 
@@ -223,24 +223,13 @@ class VAE(LatentDensity):
         """``z ~ N(0, I)``, then ``x ~ p(x|z)``: float ``{0, 1}``, int64 levels, or Gaussian draws (floats)."""
         weight = self.decoder[0].weight
         z = torch.randn((n, self.latent), generator=generator, dtype=weight.dtype, device=weight.device)
-        with _evaluating(self):
+        with evaluating(self):
             logits = self.decode_logits(z)
         if self.decoder_kind == "gaussian":
             assert self.log_var_x is not None
             eps = torch.randn(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
             return torch.sigmoid(logits) + torch.exp(0.5 * self.log_var_x).reshape(self.image_shape) * eps
         return discrete_sample(logits, self.levels, generator)
-
-
-@contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Evaluation mode (no dropout) inside the block, the previous mode after it."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _check_decoder(decoder: str, levels: int) -> None:

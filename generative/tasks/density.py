@@ -34,7 +34,7 @@ from envs.io.run import RunFolder, opened
 from generative.data.digits import DataConfig, Split, load_split
 from generative.metrics import evaluate_density
 from generative.models.base import ImageDensity, LatentDensity, bits_per_dim
-from generative.training import FitConfig, FitResult, OneModel, fit, resolve_device, seed_everything
+from generative.training import FitConfig, FitResult, OneModel, evaluating, fit, resolve_device, seed_everything
 
 DataName = Literal["digits", "digits-grey"]
 """Binary digits (pixel >= 8 of 16; Bernoulli models) or their 17 grey levels (categorical models)."""
@@ -171,15 +171,14 @@ def held_out_objective(model: LatentDensity, x: Tensor, seed: int = EVAL_SEED) -
     """A latent model's own training objective (its full KL weight, no dropout) on held-out images ``x``:
     ``-ELBO`` for the VAE, the beta-weighted objective of §6.4 for a beta-VAE. Early stopping compares runs by
     it, so a beta-VAE is chosen by what it optimises, not by the ELBO of an earlier, less constrained state."""
-    was_training, scale = model.training, getattr(model, "kl_scale", None)
-    model.eval()
+    scale = getattr(model, "kl_scale", None)
     if scale is not None:
         model.kl_scale = 1.0
     try:
-        generator = torch.Generator(device=x.device).manual_seed(seed)
-        return float(torch.cat([model.loss(chunk, generator) for chunk in x.split(256)]).mean())
+        with evaluating(model):
+            generator = torch.Generator(device=x.device).manual_seed(seed)
+            return float(torch.cat([model.loss(chunk, generator) for chunk in x.split(256)]).mean())
     finally:
-        model.train(was_training)
         if scale is not None:
             model.kl_scale = scale
 
