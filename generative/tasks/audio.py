@@ -38,7 +38,7 @@ from generative.data.audio import (
     write_wav,
 )
 from generative.models.wavenet import WaveNet, WaveNetConfig
-from generative.training import FitConfig, FitResult, OneModel, fit, resolve_device, seed_everything
+from generative.training import FitConfig, FitResult, OneModel, evaluating, fit, resolve_device, seed_everything
 
 
 def _wavenet_fit() -> FitConfig:
@@ -96,12 +96,10 @@ def nll_per_sample(model: WaveNet, codes: Tensor, batch_size: int = 64) -> float
     """Mean ``-log p(x_t | x_<t)`` over every sample of every clip, in nats, in evaluation mode."""
     if codes.ndim != 2:
         raise ValueError(f"codes must be [N, T], got {tuple(codes.shape)}")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    total = sum(float(-model.log_prob(codes[i:i + batch_size].to(device)).sum())
-                for i in range(0, len(codes), batch_size))
-    model.train(was_training)
+    with evaluating(model):
+        device = next(model.parameters()).device
+        total = sum(float(-model.log_prob(codes[i:i + batch_size].to(device)).sum())
+                    for i in range(0, len(codes), batch_size))
     return total / codes.numel()
 
 
@@ -151,10 +149,8 @@ def train_wavenet(config: WaveNetTrainConfig | None = None, run_dir: Path | str 
 def generate(model: WaveNet, n: int, seconds: float, seed: int = 0, rate: int = RATE,
              temperature: float = 1.0) -> np.ndarray:  # -> [n, T] float32
     """``n`` clips of ``seconds`` drawn with fast generation (seeded), decoded from mu-law to ``[-1, 1]``."""
-    was_training = model.training
-    model.eval()
-    codes = model.sample(n, max(round(seconds * rate), 1), torch.Generator().manual_seed(seed), temperature)
-    model.train(was_training)
+    with evaluating(model):
+        codes = model.sample(n, max(round(seconds * rate), 1), torch.Generator().manual_seed(seed), temperature)
     return mu_law_decode(codes.cpu().numpy(), model.levels - 1)
 
 

@@ -46,7 +46,7 @@ from generative.models.autoencoders import (
 from generative.models.base import discrete_sample
 from generative.models.vae import VAE
 from generative.nn.mlp import Activation
-from generative.training import FitConfig, FitResult, OneModel, fit, resolve_device, seed_everything
+from generative.training import FitConfig, FitResult, OneModel, evaluating, fit, resolve_device, seed_everything
 
 __all__ = [
     "AEConfig", "AEObjective", "AEResult", "Variant", "autoencoder_figure", "interpolation_figure", "kl_figure",
@@ -148,12 +148,10 @@ def mean_squared_error(model: nn.Module, x: Tensor, inputs: Tensor | None = None
     inputs = x if inputs is None else inputs
     if inputs.shape != x.shape:
         raise ValueError(f"inputs must have x's shape {tuple(x.shape)}, got {tuple(inputs.shape)}")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    total = sum(float(reconstruction_error(x[i:i + batch_size].to(device), model(inputs[i:i + batch_size].to(device)))
-                      .sum()) for i in range(0, len(x), batch_size))
-    model.train(was_training)
+    with evaluating(model):
+        device = next(model.parameters()).device
+        total = sum(float(reconstruction_error(x[i:i + batch_size].to(device), model(inputs[i:i + batch_size].to(device)))
+                          .sum()) for i in range(0, len(x), batch_size))
     return total / max(x[0].numel() * len(x), 1)
 
 
@@ -231,11 +229,8 @@ def autoencoder_figure(model: nn.Module, config: AEConfig, x: Tensor, count: int
     """:func:`reconstructions_figure` of the first ``count`` images of ``x``, corrupted as in evaluation."""
     x = x[:count]
     inputs = config.corrupt(x, torch.Generator().manual_seed(config.fit.seed + 1))
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         outputs = model(inputs.to(next(model.parameters()).device)).cpu()
-    model.train(was_training)
     return reconstructions_figure(x.numpy(), outputs.numpy(), inputs.numpy() if config.corrupting else None,
                                   f"{config.variant} autoencoder: test digits and reconstructions")
 
@@ -243,14 +238,12 @@ def autoencoder_figure(model: nn.Module, config: AEConfig, x: Tensor, count: int
 @torch.no_grad()
 def samples_figure(model: VAE, n: int = 40, generator: torch.Generator | None = None, columns: int = 10) -> Figure:
     """``n`` draws ``z ~ N(0, I)``: the decoder's mean ``E[x|z]`` and a sample ``x ~ p(x|z)``, rows alternating."""
-    was_training = model.training
-    model.eval()
-    weight = model.decoder[0].weight
-    z = torch.randn((n, model.latent), generator=generator, dtype=weight.dtype, device=weight.device)
-    mean = model.decode_mean(z).cpu()
-    logits = model.decode_logits(z)
-    drawn = _draw(model, logits, generator).cpu()
-    model.train(was_training)
+    with evaluating(model):
+        weight = model.decoder[0].weight
+        z = torch.randn((n, model.latent), generator=generator, dtype=weight.dtype, device=weight.device)
+        mean = model.decode_mean(z).cpu()
+        logits = model.decode_logits(z)
+        drawn = _draw(model, logits, generator).cpu()
     rows = []
     for start in range(0, n, columns):
         rows += [("E[x|z]", mean[start:start + columns].numpy()), ("x ~ p(x|z)", drawn[start:start + columns].numpy())]
@@ -274,12 +267,10 @@ def interpolation_figure(model: VAE, x_a: Tensor, x_b: Tensor, steps: int = 10) 
     """Decoder means along the straight line between the posterior means of two images ``[1, C, H, W]``."""
     if steps < 2:
         raise ValueError(f"steps must be >= 2, got {steps}")
-    was_training = model.training
-    model.eval()
-    mu_a, mu_b = model.encode(x_a)[0], model.encode(x_b)[0]  # [1, L]
-    t = torch.linspace(0, 1, steps, dtype=mu_a.dtype, device=mu_a.device)[:, None]  # [steps, 1]
-    images = model.decode_mean((1 - t) * mu_a + t * mu_b).cpu().numpy()
-    model.train(was_training)
+    with evaluating(model):
+        mu_a, mu_b = model.encode(x_a)[0], model.encode(x_b)[0]  # [1, L]
+        t = torch.linspace(0, 1, steps, dtype=mu_a.dtype, device=mu_a.device)[:, None]  # [steps, 1]
+        images = model.decode_mean((1 - t) * mu_a + t * mu_b).cpu().numpy()
     return _grid([("mu_a -> mu_b", images)], "VAE latent interpolation between two test digits", cell=1.0)
 
 
@@ -290,10 +281,8 @@ def latent_map_figure(model: VAE, x: Tensor, y: Tensor | np.ndarray) -> Figure:
     y = np.asarray(y)
     if y.shape != (len(x),):
         raise ValueError(f"y must be [N] for {len(x)} images, got {y.shape}")
-    was_training = model.training
-    model.eval()
-    mu = model.encode(x)[0].double().cpu()  # [N, L]
-    model.train(was_training)
+    with evaluating(model):
+        mu = model.encode(x)[0].double().cpu()  # [N, L]
     if mu.shape[1] == 1:
         points, title = torch.cat([mu, torch.zeros_like(mu)], 1), "VAE latent means (1-D latent)"
     elif mu.shape[1] == 2:
@@ -320,15 +309,13 @@ def traversal_figure(model: VAE, x: Tensor, values: tuple[float, ...] = (-3, -2,
     dims = list(range(model.latent)) if dims is None else dims
     if not dims or min(dims) < 0 or max(dims) >= model.latent:
         raise ValueError(f"dims must list latent dimensions in 0..{model.latent - 1}, got {dims}")
-    was_training = model.training
-    model.eval()
-    mu = model.encode(x[:1])[0]  # [1, L]
-    rows = []
-    for j in dims:
-        z = mu.repeat(len(values), 1)
-        z[:, j] = torch.tensor(values, dtype=z.dtype, device=z.device)
-        rows.append((f"z_{j}", model.decode_mean(z).cpu().numpy()))
-    model.train(was_training)
+    with evaluating(model):
+        mu = model.encode(x[:1])[0]  # [1, L]
+        rows = []
+        for j in dims:
+            z = mu.repeat(len(values), 1)
+            z[:, j] = torch.tensor(values, dtype=z.dtype, device=z.device)
+            rows.append((f"z_{j}", model.decode_mean(z).cpu().numpy()))
     return _grid(rows, f"VAE latent traversals: z_j = {', '.join(f'{v:g}' for v in values)}, others at a test "
                        "digit's mean")
 

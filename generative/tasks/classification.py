@@ -30,7 +30,7 @@ from generative.data.digits import DataConfig, Split, load_split
 from generative.nn.cnn import CNN
 from generative.nn.losses import cross_entropy
 from generative.nn.mlp import MLP, Activation
-from generative.training import FitConfig, FitResult, OneModel, fit, resolve_device, seed_everything
+from generative.training import FitConfig, FitResult, OneModel, evaluating, fit, resolve_device, seed_everything
 
 N_CLASSES = 10
 
@@ -118,11 +118,9 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor:  # x
     """Arg-max class of every image, in evaluation mode, on the model's device."""
     if x.ndim != 4:
         raise ValueError(f"x must be [N, C, H, W], got {tuple(x.shape)}")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    labels = [model(x[i:i + batch_size].to(device)).argmax(dim=1).cpu() for i in range(0, len(x), batch_size)]
-    model.train(was_training)
+    with evaluating(model):
+        device = next(model.parameters()).device
+        labels = [model(x[i:i + batch_size].to(device)).argmax(dim=1).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64)
 
 

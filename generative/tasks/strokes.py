@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from envs.io.run import RunFolder
 from generative.data.strokes import StrokeSplit, strokes_split, strokes_to_polylines
 from generative.models.vrnn import VRNN, StrokeRNN, StrokeRNNConfig, VRNNConfig
-from generative.training import FitConfig, FitResult, OneModel, fit, resolve_device, seed_everything
+from generative.training import FitConfig, FitResult, OneModel, evaluating, fit, resolve_device, seed_everything
 
 
 def _strokes_fit() -> FitConfig:
@@ -108,18 +108,16 @@ class StrokeResult(NamedTuple):
 def mean_score(model: nn.Module, x: Tensor, k: int = 0, seed: int = 0, batch_size: int = 256) -> float:
     """Mean over the drawings ``x [N, T, 3]`` of ``log p(x)`` (RNN), the ELBO (VRNN, ``k = 0``) or the IWAE
     bound with ``k`` samples (VRNN), in nats per sequence; the VRNN's draws are seeded."""
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    total = 0.0
-    for i in range(0, len(x), batch_size):
-        batch = x[i:i + batch_size].to(device)
-        if isinstance(model, VRNN):
-            total += float((model.iwae(batch, k, generator) if k else model.elbo(batch, generator)).sum())
-        else:
-            total += float(model.log_prob(batch).sum())
-    model.train(was_training)
+    with evaluating(model):
+        generator = torch.Generator().manual_seed(seed)
+        device = next(model.parameters()).device
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            batch = x[i:i + batch_size].to(device)
+            if isinstance(model, VRNN):
+                total += float((model.iwae(batch, k, generator) if k else model.elbo(batch, generator)).sum())
+            else:
+                total += float(model.log_prob(batch).sum())
     return total / max(len(x), 1)
 
 
@@ -207,10 +205,8 @@ def sampled_strokes_figure(models: dict[str, VRNN | StrokeRNN], split: StrokeSpl
     T = split.test.shape[1]
     rows = {"real": split.test[:columns]}
     for name, model in models.items():
-        was_training = model.training
-        model.eval()
-        rows[name] = model.sample(columns, T, torch.Generator().manual_seed(seed)).cpu().numpy()
-        model.train(was_training)
+        with evaluating(model):
+            rows[name] = model.sample(columns, T, torch.Generator().manual_seed(seed)).cpu().numpy()
     return strokes_figure(rows, columns)
 
 
