@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, NamedTuple
 
 import tyro
+from torch import Tensor
 
 from envs.io.cli import config_command, subcommands
 from envs.io.config import loads
@@ -35,7 +36,7 @@ from generative.models.vae import VAEConfig
 from generative.tasks.audio import WaveNetTrainConfig, sample_wavenet, train_wavenet
 from generative.tasks.autoencoders import AEConfig, sample_autoencoder, train_autoencoder
 from generative.tasks.classification import CNNConfig, MLPConfig, train_cnn, train_mlp
-from generative.tasks.density import DensityTrainConfig, density_trainer, sample_density
+from generative.tasks.density import DensityTrainConfig, density_images, density_trainer, sample_density
 from generative.tasks.segmentation import UNetConfig, train_unet
 from generative.tasks.sequences import LSTMConfig, RNNConfig, train_lstm, train_rnn
 from generative.tasks.strokes import StrokeRNNTrainConfig, VRNNTrainConfig, sample_strokes, train_stroke_rnn, train_vrnn
@@ -50,6 +51,9 @@ class Model(NamedTuple):
     summary: str
     sample: Callable[[Path, Any, int, Path, int], dict[str, Any]] | None = None
     """(run folder, its config, n, output file, seed) -> summary; None for models that do not generate."""
+    images: Callable[..., Tensor] | None = None
+    """(run folder, its config, n, seed, **sampler options) -> ``[n, 1, 8, 8]`` float images in [0, 1]: the samples
+    that ``python -m generative compare`` measures; None for models that do not draw digits."""
 
 
 def with_defaults(name: str, base: type, doc: str, **defaults: Any) -> type:
@@ -76,7 +80,7 @@ def density_model(name: str, model_config: Any, summary: str, **defaults: Any) -
                                       bases=(DensityTrainConfig,), namespace={"__module__": __name__})
     config = with_defaults(name, base, f"{name}: the model, the data, early stopping and the optimisation.",
                            model=model, **defaults)
-    return Model(config, density_trainer(name), summary, sample_density)
+    return Model(config, density_trainer(name), summary, sample_density, density_images)
 
 
 MODELS: dict[str, Model] = {

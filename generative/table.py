@@ -46,16 +46,9 @@ SAMPLE_SECONDS_N = 64
 
 
 @dataclass
-class TableCommand:
-    """Train every likelihood model of notes §6-7 on the same digits and write one table (test NLL, bits/dim,
-    parameters, seconds, Frechet digit distance)."""
+class Budget:
+    """How a table of trained models is run: the budget of every model, threads, seeds and the sample count."""
 
-    out: Path = Path("outputs/table")
-    """Folder of the table: table.md/csv/json, runs/<model>, samples/<model>.png."""
-    data: DataName = "digits"
-    """Binary digits (nats and bits/dim) or the 17-level grey digits."""
-    models: list[str] = field(default_factory=lambda: list(TABLE_MODELS))
-    """Which models (rows), by registry name."""
     scale: float = 1.0
     """Fraction of each model's default training steps (the demo uses a reduced budget)."""
     min_steps: int = 0
@@ -73,14 +66,30 @@ class TableCommand:
     """Print the table as JSON."""
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.models if m not in TABLE_MODELS]
-        if unknown:
-            raise ValueError(f"--models: {', '.join(unknown)} not in the table (choose from {', '.join(TABLE_MODELS)})")
         if not 0 < self.scale <= 10 or self.min_steps < 0:
             raise ValueError(f"--scale must lie in (0, 10] and --min-steps be >= 0, got {self.scale}, {self.min_steps}")
         if self.threads < 1 or self.fdd_samples < SAMPLE_SECONDS_N + 2:
             raise ValueError(f"--threads must be >= 1 and --fdd-samples >= {SAMPLE_SECONDS_N + 2}, got {self.threads}, "
                              f"{self.fdd_samples}")
+
+
+@dataclass
+class TableCommand(Budget):
+    """Train every likelihood model of notes §6-7 on the same digits and write one table (test NLL, bits/dim,
+    parameters, seconds, Frechet digit distance)."""
+
+    out: Path = Path("outputs/table")
+    """Folder of the table: table.md/csv/json, runs/<model>, samples/<model>.png."""
+    data: DataName = "digits"
+    """Binary digits (nats and bits/dim) or the 17-level grey digits."""
+    models: list[str] = field(default_factory=lambda: list(TABLE_MODELS))
+    """Which models (rows), by registry name."""
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.models if m not in TABLE_MODELS]
+        if unknown:
+            raise ValueError(f"--models: {', '.join(unknown)} not in the table (choose from {', '.join(TABLE_MODELS)})")
+        super().__post_init__()
 
 
 class Row(NamedTuple):
@@ -100,17 +109,18 @@ class Row(NamedTuple):
     test_nn_distance: float  # the same for the real test images (the reference)
 
 
-def train_row(name: str, args: TableCommand, runs: Path) -> dict[str, Any]:
-    """Train ``name`` with its registry defaults scaled by ``args.scale`` (resuming an interrupted run)."""
+def train_row(name: str, args: Budget, run_dir: Path, data: str | None) -> dict[str, Any]:
+    """Train registry model ``name`` on ``data`` (None: its own) into ``run_dir`` with its registry defaults scaled by
+    ``args.scale`` (at least ``args.min_steps``), ``args.seed``, ``args.threads`` and ``args.progress``; an
+    interrupted run is resumed."""
     from generative.commands import TRAIN_COMMANDS, train
 
-    run_dir = runs / name
     cls = TRAIN_COMMANDS[name]
     defaults = cls().config  # type: ignore[attr-defined]
     steps = max(1, round(defaults.fit.steps * args.scale), min(defaults.fit.steps, args.min_steps))
     resume = (run_dir / CHECKPOINT).is_file()
     command = cls(out=run_dir, steps=steps, seed=args.seed, threads=args.threads, resume=resume,  # type: ignore[call-arg]
-                  data=args.data)
+                  data=data)
     config = dataclasses.replace(defaults, fit=dataclasses.replace(defaults.fit, progress=args.progress))
     return train(dataclasses.replace(command, config=config))
 
@@ -176,7 +186,7 @@ def run_table(args: TableCommand) -> list[Row]:
             say(f"table: {name} already measured ({done})")
             continue
         say(f"table: training {name}")
-        summary = train_row(name, args, runs)
+        summary = train_row(name, args, runs / name, args.data)
         row = measure(name, summary, runs / name, samples_dir, args.seed, args.fdd_samples)
         atomic_write_json(done, row._asdict())
         rows.append(row)

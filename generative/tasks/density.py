@@ -33,7 +33,7 @@ from torch import Tensor
 from envs.io.run import RunFolder, opened
 from generative.data.digits import DataConfig, Split, load_split
 from generative.metrics import evaluate_density
-from generative.models.base import ImageDensity, LatentDensity, bits_per_dim
+from generative.models.base import ImageDensity, LatentDensity, bits_per_dim, network_input
 from generative.training import FitConfig, FitResult, OneModel, evaluating, fit, resolve_device, seed_everything
 
 DataName = Literal["digits", "digits-grey"]
@@ -256,6 +256,14 @@ def write_grid(images: np.ndarray, levels: int, path: Path, columns: int = 8, sc
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, (grid * 255).round().astype(np.uint8), extension=".png")
     return path
+
+
+def density_images(run_dir: Path, config: Any, n: int, seed: int) -> Tensor:  # -> [n, C, H, W] float in [0, 1]
+    """``n`` samples of the run's density model (best weights) as float images in ``[0, 1]`` (grey levels divided by
+    ``levels - 1``), drawn with a generator seeded with ``seed``: what the comparison of every model measures."""
+    model, _ = load_density(run_dir, config)
+    with torch.no_grad():
+        return network_input(model.sample(n, torch.Generator().manual_seed(seed)), model.levels).cpu()
 
 
 def sample_density(run_dir: Path, config: Any, n: int, out: Path | None, seed: int) -> dict[str, Any]:

@@ -51,9 +51,9 @@ def test_min_steps_lifts_a_reduced_budget_but_never_above_the_default(tmp_path) 
     from generative.table import train_row
 
     args = TableCommand(out=tmp_path, models=["independent"], scale=0.001, min_steps=30, progress=False)
-    assert train_row("independent", args, tmp_path / "runs")["steps"] == 30
+    assert train_row("independent", args, tmp_path / "runs" / "independent", args.data)["steps"] == 30
     args = TableCommand(out=tmp_path, models=["independent"], scale=0.001, min_steps=10**6, progress=False)
-    assert train_row("independent", args, tmp_path / "runs2")["steps"] == 2000
+    assert train_row("independent", args, tmp_path / "runs2" / "independent", args.data)["steps"] == 2000
 
 
 def test_table_options_fail_in_one_line() -> None:
