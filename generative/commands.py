@@ -27,6 +27,7 @@ from envs.io.files import atomic_write_json
 from envs.io.run import CONFIG, RunFolder
 from generative.data.digits import DataConfig
 from generative.models.fvsbn import FVSBNConfig, IndependentConfig
+from generative.models.image_flows import GlowConfig, NICEConfig, RealNVPConfig
 from generative.models.made import MADEConfig
 from generative.models.nade import NADEConfig
 from generative.models.pixelcnn import GatedPixelCNNConfig, PixelCNNConfig
@@ -37,9 +38,11 @@ from generative.tasks.audio import WaveNetTrainConfig, sample_wavenet, train_wav
 from generative.tasks.autoencoders import AEConfig, sample_autoencoder, train_autoencoder
 from generative.tasks.classification import CNNConfig, MLPConfig, train_cnn, train_mlp
 from generative.tasks.density import DensityTrainConfig, density_images, density_trainer, sample_density
+from generative.tasks.diffusion import DiffusionTrainConfig, diffusion_images, sample_diffusion, train_diffusion
 from generative.tasks.segmentation import UNetConfig, train_unet
 from generative.tasks.sequences import LSTMConfig, RNNConfig, train_lstm, train_rnn
 from generative.tasks.strokes import StrokeRNNTrainConfig, VRNNTrainConfig, sample_strokes, train_stroke_rnn, train_vrnn
+from generative.tasks.toy_flows import ToyFlowTrainConfig, train_toy_flow
 from generative.training import FitConfig, command_args, distributed, resolve_device, set_threads
 
 
@@ -81,6 +84,16 @@ def density_model(name: str, model_config: Any, summary: str, **defaults: Any) -
     config = with_defaults(name, base, f"{name}: the model, the data, early stopping and the optimisation.",
                            model=model, **defaults)
     return Model(config, density_trainer(name), summary, sample_density, density_images)
+
+
+def diffusion_trainer(name: str) -> Callable[[Any, RunFolder, bool], Any]:
+    """``train_diffusion`` with the progress bar named ``name`` (one entry of the registry)."""
+
+    def train(config: DiffusionTrainConfig, run: RunFolder, resume: bool = False) -> Any:
+        return train_diffusion(config, run, resume, name)
+
+    train.__name__ = f"train_{name.replace('-', '_')}"
+    return train
 
 
 MODELS: dict[str, Model] = {
@@ -127,6 +140,30 @@ MODELS: dict[str, Model] = {
                                  "self-attention over the 64 pixels; exact likelihood of the digits.",
                                  fit=FitConfig(steps=2000, lr=2e-3, optimizer="adamw", warmup_steps=100, ema_decay=0.995,
                                                eval_every=100, checkpoint_every=500)),
+    "nice": density_model("nice", NICEConfig(), "NICE (notes §8.5): additive couplings on the flattened grey digits, "
+                          "then a diagonal scaling; dequantised likelihood bound.", data="digits-grey",
+                          fit=FitConfig(steps=3000, lr=1e-3, eval_every=100, checkpoint_every=500)),
+    "realnvp": density_model("realnvp", RealNVPConfig(), "RealNVP (notes §8.5): multi-scale affine couplings "
+                             "(checkerboard, squeeze, channel masks); dequantised likelihood bound of the grey digits.",
+                             data="digits-grey", fit=FitConfig(steps=1500, lr=1e-3, eval_every=100, checkpoint_every=500)),
+    "glow": density_model("glow", GlowConfig(), "Glow (notes §8.5): L = 2 levels of K = 4 steps (actnorm, invertible "
+                          "1x1 convolution, affine coupling); dequantised likelihood bound of the grey digits.",
+                          data="digits-grey", fit=FitConfig(steps=2000, lr=1e-3, eval_every=100, checkpoint_every=500)),
+    "toy-flow": Model(ToyFlowTrainConfig, train_toy_flow, "RealNVP on a 2-D toy (notes §8.5): test NLL beside the true "
+                      "density's, and RUN/density.png."),
+    "ddpm": Model(DiffusionTrainConfig, diffusion_trainer("ddpm"), "DDPM (notes §10, Algorithms 2-3): the U-Net with a "
+                  "time embedding on the digits (--data digits), or an MLP on a 2-D toy (--data moons, ...).",
+                  sample_diffusion, diffusion_images),
+    "ddpm-cfg": Model(with_defaults("ddpm-cfg", DiffusionTrainConfig, "DDPM conditioned on the digit's class, which "
+                                    "training drops with probability cond_drop (classifier-free guidance).",
+                                    cond_drop=0.15),
+                      diffusion_trainer("ddpm-cfg"), "DDPM with classifier-free guidance (notes §10.4): one network, "
+                      "class dropped in training; (1 + rho) eps(x, y) - rho eps(x).", sample_diffusion,
+                      diffusion_images),
+    "latent-ddpm": Model(with_defaults("latent-ddpm", DiffusionTrainConfig, "Diffusion on the latents of a VAE "
+                                       "trained first and frozen (notes §10.5).", data="latent"),
+                         diffusion_trainer("latent-ddpm"), "Latent diffusion (notes §10.5): a VAE is trained, frozen, "
+                         "and an MLP diffuses its latents; samples decoded.", sample_diffusion, diffusion_images),
     "wavenet": Model(WaveNetTrainConfig, train_wavenet, "WaveNet (notes §7.5): dilated causal convolutions over "
                      "procedural 8 kHz audio, 256 mu-law levels; samples as WAV files.", sample_wavenet),
     "vrnn": Model(VRNNTrainConfig, train_vrnn, "Variational RNN (notes §7.6) on procedural pen strokes; test ELBO "

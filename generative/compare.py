@@ -59,6 +59,13 @@ ENTRIES: dict[str, Entry] = {
     "pixelcnn": Entry("autoregressive", "pixelcnn", "digits-grey"),
     "gated-pixelcnn": Entry("autoregressive", "gated-pixelcnn", "digits-grey"),
     "transformer": Entry("autoregressive", "transformer", "digits-grey"),
+    "nice": Entry("flow", "nice", "digits-grey", note="dequantised bound"),
+    "realnvp": Entry("flow", "realnvp", "digits-grey", note="dequantised bound"),
+    "glow": Entry("flow", "glow", "digits-grey", note="dequantised bound"),
+    "ddpm": Entry("diffusion", "ddpm", note="U-Net, 1000 ancestral steps"),
+    "ddim-50": Entry("diffusion", "ddpm", options=(("sampler", "ddim"), ("steps", 50)),
+                     note="the DDPM run sampled with 50 DDIM steps"),
+    "latent-ddpm": Entry("diffusion", "latent-ddpm", note="MLP diffusion on a frozen VAE's 8 latents"),
 }
 """The rows, in the order of the notes."""
 
