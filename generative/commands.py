@@ -39,6 +39,7 @@ from generative.tasks.autoencoders import AEConfig, sample_autoencoder, train_au
 from generative.tasks.classification import CNNConfig, MLPConfig, train_cnn, train_mlp
 from generative.tasks.density import DensityTrainConfig, density_images, density_trainer, sample_density
 from generative.tasks.diffusion import DiffusionTrainConfig, diffusion_images, sample_diffusion, train_diffusion
+from generative.tasks.gan import GANTrainConfig, digits_gan_config, gan_images, sample_gan, train_gan
 from generative.tasks.segmentation import UNetConfig, train_unet
 from generative.tasks.sequences import LSTMConfig, RNNConfig, train_lstm, train_rnn
 from generative.tasks.strokes import StrokeRNNTrainConfig, VRNNTrainConfig, sample_strokes, train_stroke_rnn, train_vrnn
@@ -164,6 +165,30 @@ MODELS: dict[str, Model] = {
                                        "trained first and frozen (notes §10.5).", data="latent"),
                          diffusion_trainer("latent-ddpm"), "Latent diffusion (notes §10.5): a VAE is trained, frozen, "
                          "and an MLP diffuses its latents; samples decoded.", sample_diffusion, diffusion_images),
+    "gan": Model(with_defaults("gan", GANTrainConfig, "The GAN of Algorithm 1: the minimax value function.",
+                               variant="minimax", batch_size=256),
+                 train_gan, "GAN (notes §9, Algorithm 1): minimax value function, on a 2-D toy (--data 8gaussians, "
+                 "25gaussians, ...) or the digits (--data digits, DCGAN players); mode coverage.", sample_gan, gan_images),
+    "ns-gan": Model(with_defaults("ns-gan", GANTrainConfig, "The GAN with the non-saturating generator loss.",
+                                  variant="non-saturating", batch_size=256),
+                    train_gan, "GAN with the non-saturating generator loss -log D(G(z)) (notes §9.2, Figure 9.1).",
+                    sample_gan, gan_images),
+    "unrolled-gan": Model(with_defaults("unrolled-gan", GANTrainConfig, "The minimax GAN whose generator looks 5 "
+                                        "discriminator steps ahead.", variant="minimax", unroll_steps=5, batch_size=256),
+                          train_gan, "Unrolled GAN (Metz et al. 2017, notes §9.2): the generator's loss through k = 5 "
+                          "unrolled discriminator updates, differentiated through them.", sample_gan, gan_images),
+    "wgan-gp": Model(with_defaults("wgan-gp", GANTrainConfig, "The Wasserstein GAN with a gradient penalty.",
+                                   variant="wgan-gp", d_steps=5, betas=(0.5, 0.9), batch_size=256),
+                     train_gan, "Wasserstein GAN with a gradient penalty (Gulrajani et al. 2017, notes §9.2): 5 critic "
+                     "steps per generator step.", sample_gan, gan_images),
+    "r1-gan": Model(with_defaults("r1-gan", GANTrainConfig, "The non-saturating GAN with the R1 penalty.", variant="r1",
+                                  batch_size=256),
+                    train_gan, "Non-saturating GAN with the R1 gradient penalty of Mescheder et al. 2018 (notes §9.2).",
+                    sample_gan, gan_images),
+    "dcgan": Model(with_defaults("dcgan", GANTrainConfig, "A DCGAN on the 8x8 float digits (non-saturating loss).",
+                                 **dataclasses.asdict(digits_gan_config()) | {"fit": digits_gan_config().fit}),
+                   train_gan, "DCGAN (Radford et al. 2016) on the 8x8 digits: transposed convolutions, non-saturating "
+                   "loss; Frechet digit distance.", sample_gan, gan_images),
     "wavenet": Model(WaveNetTrainConfig, train_wavenet, "WaveNet (notes §7.5): dilated causal convolutions over "
                      "procedural 8 kHz audio, 256 mu-law levels; samples as WAV files.", sample_wavenet),
     "vrnn": Model(VRNNTrainConfig, train_vrnn, "Variational RNN (notes §7.6) on procedural pen strokes; test ELBO "
@@ -237,7 +262,8 @@ def with_data_options(args: TrainArgs) -> TrainArgs:
         data = dataclasses.replace(config.data, dataset="mnist", mnist_dir=args.mnist)
         return dataclasses.replace(args, config=dataclasses.replace(config, data=data))
     names_its_data = isinstance(getattr(config, "data", None), str)  # the image densities name their data by a string
-    if not names_its_data:
+    reads_mnist = args.mnist is None or any(f.name == "mnist_dir" for f in dataclasses.fields(config))
+    if not names_its_data or not reads_mnist:
         flag = "--data" if args.data is not None else "--mnist"
         raise ValueError(f"{flag}: model {args.model_name!r} trains on its own data (see its --config.* options)")
     return dataclasses.replace(args, config=dataclasses.replace(config, **changes))

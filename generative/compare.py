@@ -62,6 +62,7 @@ ENTRIES: dict[str, Entry] = {
     "nice": Entry("flow", "nice", "digits-grey", note="dequantised bound"),
     "realnvp": Entry("flow", "realnvp", "digits-grey", note="dequantised bound"),
     "glow": Entry("flow", "glow", "digits-grey", note="dequantised bound"),
+    "dcgan": Entry("gan", "dcgan", note="non-saturating loss, transposed convolutions"),
     "ddpm": Entry("diffusion", "ddpm", note="U-Net, 1000 ancestral steps"),
     "ddim-50": Entry("diffusion", "ddpm", options=(("sampler", "ddim"), ("steps", 50)),
                      note="the DDPM run sampled with 50 DDIM steps"),
@@ -201,14 +202,13 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def page(rows: list[Row], out: Path, scale: float) -> Path:
-    """``OUT/compare/section.json`` (the table and the sample grids) and ``OUT/index.html``."""
+def page(rows: list[Row], out: Path, scale: float, folder: Path) -> Path:
+    """``folder/section.json`` (the table and the sample grids of ``out``) and ``folder/../index.html``."""
     import imageio.v3 as iio
 
     from envs.io.figures import image_grid, save_figure
     from envs.io.page import write_index, write_section
 
-    folder = out / "compare"
     images = [iio.imread(out / "samples" / f"{r.name}.png") for r in rows]
     titles = [f"{r.name}\nFDD {r.fdd:.1f}" for r in rows]
     save_figure(image_grid(images, titles, columns=5, cell=2.4, cmap="gray", fontsize=10), folder / "samples.png")
@@ -227,11 +227,12 @@ def page(rows: list[Row], out: Path, scale: float) -> Path:
             "training digit; the noisy training set scores well on FDD by copying, which its NN distance and its "
             "likelihood give away.")},
         {"kind": "image", "file": "samples.png", "wide": True, "caption": "64 seeded samples of every row."}])
-    return write_index(out)
+    return write_index(folder.parent)
 
 
-def run_compare(args: CompareCommand) -> list[Row]:
-    """Measure every row of ``args.rows`` and write the table, the grids and the page into ``args.out``."""
+def run_compare(args: CompareCommand, page_folder: Path | None = None) -> list[Row]:
+    """Measure every row of ``args.rows`` and write the table and the grids into ``args.out``, and the page's section
+    into ``page_folder`` (default ``args.out/compare``; the demo puts it in its own page)."""
     import json
 
     from generative.tasks.density import write_grid
@@ -261,6 +262,6 @@ def run_compare(args: CompareCommand) -> list[Row]:
     atomic_write_text(args.out / "compare.md", markdown(rows))
     atomic_write_csv(args.out / "compare.csv", [r._asdict() for r in rows])
     atomic_write_json(args.out / "compare.json", {"scale": args.scale, "rows": [r._asdict() for r in rows]})
-    page(rows, args.out, args.scale)
+    page(rows, args.out, args.scale, page_folder or args.out / "compare")
     return rows
 
