@@ -1,5 +1,6 @@
 """``make demo``'s first sections: the neural-network foundation of notes §1-4, then (``generative.demo_models``)
-the autoencoders and autoregressive models of §6-7, trained live.
+the autoencoders and autoregressive models of §6-7 and (``generative.demo_generators``) the flows, GANs, diffusion
+models and the comparison of every model of §8-10, trained live.
 
 The perceptron and an MLP on XOR, universal approximation by one hidden layer (§1); a CNN on
 scikit-learn's 8x8 digits (§2); a U-Net segmenting generated shapes (§3); the vanishing and
@@ -59,6 +60,18 @@ class Demo:
     """Steps of the VRNN and of the RNN on the pen strokes."""
     autoencoder_steps: int = 1500
     """Steps of each autoencoder (linear, denoising, inpainting)."""
+    flow_steps: int = 800
+    """Steps of the RealNVP on each 2-D toy (notes §8)."""
+    gan_steps: int = 600
+    """Steps of each GAN on the 25-Gaussian grid (notes §9)."""
+    diffusion_toy_steps: int = 1500
+    """Steps of the DDPM on the two moons (notes §10)."""
+    compare_scale: float = 0.05
+    """Fraction of each model's steps in the §10.6 comparison."""
+    compare_min_steps: int = 200
+    """At least this many steps per model of the comparison."""
+    compare_fdd_samples: int = 300
+    """Samples per model for the comparison's Frechet digit distance (the full one uses 1000)."""
     full: bool = False
     """Train every model with its full default budget instead (``make demo-full``)."""
     threads: int = 1
@@ -189,6 +202,9 @@ def run_demo(args: Demo) -> Path:
     from generative.demo_models import run_models_demo
 
     summary["models"] = run_models_demo(args, say)
+    from generative.demo_generators import run_generators_demo
+
+    summary["generators"] = run_generators_demo(args, say)
     index = write_index(args.out)
     print(json.dumps({"index": str(index), "generative": summary, "seconds": round(time.perf_counter() - start, 1)}))
     return index

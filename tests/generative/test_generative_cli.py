@@ -74,13 +74,15 @@ def test_torchrun_with_two_processes_writes_one_run_folder(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "model.json"]
 
 
-def test_demo_writes_the_foundations_autoencoder_and_autoregressive_sections(tmp_path):
+def test_demo_writes_the_sections_of_every_chapter(tmp_path):
     from generative.demo import Demo, run_demo
 
     index = run_demo(Demo(out=tmp_path, unet_steps=10, sequence_steps=10, table_scale=0.005, table_min_steps=0, wavenet_steps=2,
-                          stroke_steps=2, autoencoder_steps=5, progress=False))
+                          stroke_steps=2, autoencoder_steps=5, flow_steps=5, gan_steps=3, diffusion_toy_steps=3,
+                          compare_scale=1e-4, compare_min_steps=2, compare_fdd_samples=66, progress=False))
     text = index.read_text()
-    for folder, section, count in (("foundations", "1", 6), ("autoencoders", "6", 9), ("autoregressive", "7", 5)):
+    for folder, section, count in (("foundations", "1", 6), ("autoencoders", "6", 9), ("autoregressive", "7", 5),
+                                   ("flows", "8", 2), ("gans", "9", 1), ("diffusion", "10", 2), ("compare", "10.6", 2)):
         manifest = json.loads((tmp_path / folder / "section.json").read_text())
         assert manifest["section"] == section and len(manifest["items"]) >= count
         for item in manifest["items"]:
@@ -88,3 +90,6 @@ def test_demo_writes_the_foundations_autoencoder_and_autoregressive_sections(tmp
             assert f"{folder}/{item['file']}" in text
     table = json.loads((tmp_path / "autoregressive" / "table" / "table.json").read_text())
     assert len(table["rows"]) == 10 and "<audio" in text
+    compare = json.loads((tmp_path / "compare" / "table" / "compare.json").read_text())
+    assert [r["name"] for r in compare["rows"]] == ["test-images", "gmm-50", "train+noise", "glow", "dcgan", "ddim-50"]
+    assert "<video" in text and "moons.mp4" in text
