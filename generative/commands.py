@@ -26,6 +26,7 @@ from envs.io.config import loads
 from envs.io.files import atomic_write_json
 from envs.io.run import CONFIG, RunFolder
 from generative.data.digits import DataConfig
+from generative.models.diffusion_unet import NoiseNetConfig
 from generative.models.fvsbn import FVSBNConfig, IndependentConfig
 from generative.models.image_flows import GlowConfig, NICEConfig, RealNVPConfig
 from generative.models.made import MADEConfig
@@ -38,7 +39,13 @@ from generative.tasks.audio import WaveNetTrainConfig, sample_wavenet, train_wav
 from generative.tasks.autoencoders import AEConfig, sample_autoencoder, train_autoencoder
 from generative.tasks.classification import CNNConfig, MLPConfig, train_cnn, train_mlp
 from generative.tasks.density import DensityTrainConfig, density_images, density_trainer, sample_density
-from generative.tasks.diffusion import DiffusionTrainConfig, diffusion_images, sample_diffusion, train_diffusion
+from generative.tasks.diffusion import (
+    VECTOR_FIT,
+    DiffusionTrainConfig,
+    diffusion_images,
+    sample_diffusion,
+    train_diffusion,
+)
 from generative.tasks.gan import GANTrainConfig, digits_gan_config, gan_images, sample_gan, train_gan
 from generative.tasks.segmentation import UNetConfig, train_unet
 from generative.tasks.sequences import LSTMConfig, RNNConfig, train_lstm, train_rnn
@@ -162,7 +169,8 @@ MODELS: dict[str, Model] = {
                       "class dropped in training; (1 + rho) eps(x, y) - rho eps(x).", sample_diffusion,
                       diffusion_images),
     "latent-ddpm": Model(with_defaults("latent-ddpm", DiffusionTrainConfig, "Diffusion on the latents of a VAE "
-                                       "trained first and frozen (notes §10.5).", data="latent"),
+                                       "trained first and frozen (notes §10.5).", data="latent", fit=VECTOR_FIT,
+                                       net=NoiseNetConfig()),
                          diffusion_trainer("latent-ddpm"), "Latent diffusion (notes §10.5): a VAE is trained, frozen, "
                          "and an MLP diffuses its latents; samples decoded.", sample_diffusion, diffusion_images),
     "gan": Model(with_defaults("gan", GANTrainConfig, "The GAN of Algorithm 1: the minimax value function.",

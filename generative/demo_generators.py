@@ -92,10 +92,17 @@ def gans_section(args: Any, folder: Path, say: Say) -> dict[str, Any]:
 
 def diffusion_section(args: Any, folder: Path, say: Say) -> dict[str, Any]:
     """§10: DDPM on the two moons; the reverse process as a video."""
-    from generative.tasks.diffusion import DiffusionTrainConfig, sample_diffusion, toy_video, train_diffusion
+    from generative.models.diffusion_unet import NoiseNetConfig
+    from generative.tasks.diffusion import (
+        VECTOR_FIT,
+        DiffusionTrainConfig,
+        sample_diffusion,
+        toy_video,
+        train_diffusion,
+    )
 
     say("generative demo: §10 DDPM on the two moons")
-    config = DiffusionTrainConfig(data="moons", batch_size=256)
+    config = DiffusionTrainConfig(data="moons", batch_size=256, net=NoiseNetConfig(), fit=VECTOR_FIT)
     config = dataclasses.replace(config, fit=_fit(config.fit, args, args.diffusion_toy_steps))
     run = folder / "runs" / "moons"
     result = train_diffusion(config, run, desc="ddpm-moons")

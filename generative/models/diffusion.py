@@ -178,7 +178,9 @@ def ddim_step(x_t: Tensor, t: int, t_prev: int, eps: Tensor, schedule: Schedule,
     (``abar = 1``). ``eta = 0`` is deterministic, ``eta = 1`` the DDPM variance. ``[B, ...]`` tensors.
 
     With ``clip``, ``x0_hat`` is clamped to ``[-clip, clip]``; with ``clipped_eps`` also ``eps`` is re-derived from
-    the clamped ``x0_hat`` (diffusers' ``use_clipped_model_output``; on the digits it is worse, FDD 69 vs 18)."""
+    the clamped ``x0_hat`` (diffusers' ``use_clipped_model_output``), which keeps the step consistent: clamping alone
+    with a guided ``eps`` drifted the digits' black background grey (classifier-free DDIM-50 at rho = 1: accuracy
+    0.21, FDD 47; re-derived: 1.00, 2.5); unguided it changes nothing (FDD 2.21 either way)."""
     _same_shape(x_t, eps, "x_t and eps")
     if not -1 <= t_prev < t < schedule.T:
         raise ValueError(f"need -1 <= t_prev < t < T = {schedule.T}, got t = {t}, t_prev = {t_prev}")
@@ -219,15 +221,16 @@ def ddpm_sample(eps_model: EpsModel, shape: tuple[int, ...], schedule: Schedule,
 @torch.no_grad()
 def ddim_sample(eps_model: EpsModel, shape: tuple[int, ...], schedule: Schedule, steps: int,
                 generator: torch.Generator, eta: float = 0.0, clip: float | None = None,
-                on_step: Callable[[int, Tensor], None] | None = None, device: torch.device | str = "cpu") -> Tensor:
+                on_step: Callable[[int, Tensor], None] | None = None, device: torch.device | str = "cpu",
+                clipped_eps: bool = False) -> Tensor:
     """DDIM with ``steps`` of :func:`ddim_timesteps`; ``x_T`` and (for ``eta > 0``) each step's noise from
-    ``generator``. -> ``shape``."""
+    ``generator``; ``clip`` and ``clipped_eps`` as in :func:`ddim_step`. -> ``shape``."""
     x = torch.randn(shape, generator=generator).to(device)
     times = ddim_timesteps(schedule.T, steps)
     for t, t_prev in zip(times, [*times[1:], -1]):
         eps = eps_model(x, torch.full((shape[0],), t, dtype=torch.long, device=device))
         noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
-        x = ddim_step(x, t, t_prev, eps, schedule, eta, noise, clip)
+        x = ddim_step(x, t, t_prev, eps, schedule, eta, noise, clip, clipped_eps)
         if on_step is not None:
             on_step(t, x)
     return x

@@ -57,6 +57,8 @@ from generative.training import (
 
 DataName = Literal["digits", "latent", "moons", "8gaussians", "25gaussians", "swissroll", "checkerboard"]
 Sampler = Literal["ddpm", "ddim"]
+VECTOR_FIT = FitConfig(steps=4000, lr=2e-3, warmup_steps=100, ema_decay=0.995, checkpoint_every=1000)
+"""The budget of the MLP noise networks (latents, 2-D toys): 4000 steps reach what 10000 do on the digits' U-Net."""
 FINAL = "final.pt"
 """The run folder's file with the EMA weights the run ends with (what sampling reads)."""
 VAE_DIR = "vae"
@@ -78,8 +80,8 @@ class DiffusionTrainConfig:
     """Linear schedule: first beta."""
     beta_end: float = 0.02
     """Linear schedule: last beta."""
-    net: NoiseNetConfig = field(default_factory=NoiseNetConfig)
-    """Noise network shape (U-Net width/depth, MLP hidden/layers, embedding width)."""
+    net: NoiseNetConfig = field(default_factory=lambda: NoiseNetConfig(width=16, embed_dim=64))
+    """Noise network shape (U-Net width/depth/residual, MLP hidden/layers, embedding width); narrow for CPU speed."""
     cond_drop: float = 0.0
     """Digits only: probability of the null class in training (classifier-free guidance); 0: unconditional."""
     batch_size: int = 128
@@ -96,8 +98,8 @@ class DiffusionTrainConfig:
     """Ancestral step variance sigma_t^2: beta or beta_tilde."""
     fdd_samples: int = 1000
     """Digits and latent: DDIM-50 samples for the Frechet digit distance at the end (0: none)."""
-    fit: FitConfig = field(default_factory=lambda: FitConfig(steps=4000, lr=2e-3, warmup_steps=100, ema_decay=0.995,
-                                                             checkpoint_every=500))
+    fit: FitConfig = field(default_factory=lambda: FitConfig(steps=8000, lr=2e-3, warmup_steps=100, ema_decay=0.999,
+                                                             checkpoint_every=1000))
     """Optimisation (Adam, warm-up then cosine), EMA of the weights, seed, device, threads."""
 
     def __post_init__(self) -> None:
@@ -119,7 +121,8 @@ class DiffusionTrainConfig:
 
     @property
     def clip(self) -> float | None:
-        """Pixels lie in [-1, 1]: the predicted x_0 is clamped there; latents and toys are not clamped."""
+        """Pixels lie in [-1, 1]: the predicted x_0 is clamped there (DDIM re-derives eps from it); latents and toys
+        are not clamped. With the residual U-Net the clamp changes the FDD by < 0.05 (DDPM and DDIM)."""
         return 1.0 if self.data == "digits" else None
 
 
@@ -261,10 +264,10 @@ def train_diffusion(config: DiffusionTrainConfig, run_dir: Path | str | RunFolde
     if config.data in ("digits", "latent") and config.fdd_samples:
         from generative.metrics import frechet_digit_distance
 
-        images = generate(loaded, config.fdd_samples, torch.Generator().manual_seed(0), "ddim", 50)
+        images = generate(loaded, config.fdd_samples, torch.Generator().manual_seed(0), "ddim")
         fdd = frechet_digit_distance(images, (digits_pm1()[0] + 1) / 2)
     elif config.data in toys.TOYS:
-        points = generate(loaded, 2000, torch.Generator().manual_seed(0), "ddim", 50)
+        points = generate(loaded, 2000, torch.Generator().manual_seed(0), "ddim")
         toy = float(toys.log_density(config.data, points).clamp(min=-50).mean())  # type: ignore[arg-type]
     return DiffusionResult(model, result.final_loss, sum(p.numel() for p in model.parameters()), seconds, fdd, toy,
                            result)
@@ -338,7 +341,7 @@ def generate(loaded: Loaded, n: int, generator: torch.Generator, sampler: Sample
         if sampler == "ddpm":
             x = ddpm_sample(eps, shape, schedule, generator, config.variance, config.clip, on_step, device)
         elif sampler == "ddim":
-            x = ddim_sample(eps, shape, schedule, steps or 50, generator, 0.0, config.clip, on_step, device)
+            x = ddim_sample(eps, shape, schedule, steps or min(50, config.T), generator, 0.0, config.clip, on_step, device, True)
         else:
             raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
     x = x.cpu()

@@ -159,8 +159,8 @@ def guidance_report(run_dir: Path, config: DiffusionTrainConfig, strengths: tupl
                     sampler: Sampler = "ddpm", steps: int | None = None) -> list[GuidanceRow]:
     """Classifier-free guidance (``rho`` = each strength; a model trained with ``cond_drop``) or, given a noisy
     ``classifier``, classifier guidance of the unconditional model (``scale`` = each strength); grids to ``out``.
-    DDPM by default: guided DDIM-50 with the clamp of ``x0_hat`` drifts the black background to grey as the
-    strength grows, and the digit classifier's accuracy then falls instead of rising."""
+    DDPM by default; DDIM works too since it re-derives ``eps`` from the clamped ``x0_hat`` (clamping alone drifted
+    the black background grey as the strength grew, see ``generative.models.diffusion.ddim_step``)."""
     from generative.tasks.density import write_grid
 
     loaded = load_diffusion(run_dir, config)

@@ -55,6 +55,31 @@ def test_unet_shapes_and_errors() -> None:
     assert torch.allclose(NoisyClassifier(1, TINY)(x, t).exp().sum(1), torch.ones(3))
 
 
+def test_residual_block_passes_its_input() -> None:
+    """With its convolutions and embedding projection zeroed, a residual TimeBlock is its shortcut (the identity, or
+    a 1x1 conv where the channels change) and a plain block outputs 0: the linear path that lets eps ~ x_t at high
+    noise be exact."""
+    from generative.models.diffusion_unet import TimeBlock
+
+    x, e = torch.randn(2, 4, 8, 8), torch.randn(2, 16)
+    blocks = {(4, 4, True): TimeBlock(4, 4, 16, True), (4, 6, True): TimeBlock(4, 6, 16, True),
+              (4, 4, False): TimeBlock(4, 4, 16, False)}
+    for block in blocks.values():
+        for module in [*block.block, block.project]:
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                torch.nn.init.zeros_(module.weight)
+                if module.bias is not None:
+                    torch.nn.init.zeros_(module.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(blocks[4, 4, True](x, e), x)
+        shortcut = blocks[4, 6, True].shortcut
+        assert isinstance(shortcut, torch.nn.Conv2d)
+        torch.testing.assert_close(blocks[4, 6, True](x, e), shortcut(x))
+        assert torch.equal(blocks[4, 4, False](x, e), torch.zeros(2, 4, 8, 8))
+    assert DiffusionUNet(1, TINY).encoder[0].shortcut is not None
+    assert DiffusionUNet(1, NoiseNetConfig(width=8, residual=False)).encoder[0].shortcut is None
+
+
 def test_time_embedding_is_sinusoidal() -> None:
     e = sinusoidal_embedding(torch.tensor([0, 3]), 8)
     assert torch.equal(e[0], torch.tensor([0.0] * 4 + [1.0] * 4))
@@ -141,13 +166,15 @@ def test_latent_diffusion_decodes_digits(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ddpm_digits_targets(tmp_path: Path, measured) -> None:
-    """The default run (4000 steps; 14 min on a busy 2-core CPU, plus ~10 min of DDPM sampling): FDD of DDIM-50 and
-    DDPM-1000 samples (1000 each) to the training digits; measured 17.4 and 10.4 (real test digits: 1.40)."""
+    """The default run (residual U-Net width 16, 141k parameters, 10000 steps of 128; 18 min at 9 steps/s on our busy
+    2-core CPU, ~8 min at ~20 steps/s on a quiet one; plus ~4 min of DDPM sampling): FDD of DDIM-50 and DDPM-1000
+    samples (1000 each) to the training digits; measured 2.21 and 1.17 (the floor: 1000 training digits resampled
+    0.4-1.1, the real test digits 1.40; a 50-component Gaussian mixture 7.3)."""
     from generative.metrics import frechet_digit_distance
     from generative.tasks.diffusion import digits_pm1
 
     config = DiffusionTrainConfig(fit=dataclasses.replace(DiffusionTrainConfig().fit, progress=False))
     result = train_diffusion(config, tmp_path / "ddpm")
     ddpm = frechet_digit_distance(diffusion_images(tmp_path / "ddpm", config, 1000, 0, "ddpm"), (digits_pm1()[0] + 1) / 2)
-    measured(f"FDD DDIM-50 {result.fdd_ddim50:.2f}, DDPM-1000 {ddpm:.2f} (real test digits 1.40)")
-    assert ddpm < 12 and result.fdd_ddim50 < 2 * ddpm
+    measured(f"FDD DDIM-50 {result.fdd_ddim50:.2f}, DDPM-1000 {ddpm:.2f} (real test digits 1.40, GMM 7.3)")
+    assert ddpm < 3.0 and result.fdd_ddim50 < max(2 * ddpm, 4.0)
