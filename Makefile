@@ -73,6 +73,9 @@ bench: install
 	$(BIN)/python -m generative table --out outputs/bench/table-binary --data digits
 	$(BIN)/python -m generative table --out outputs/bench/table-grey --data digits-grey
 	$(BIN)/python benchmarks/bench_sampling.py
+	$(BIN)/python benchmarks/bench_flows.py --steps 3000 --toys moons 8gaussians
+	$(BIN)/python benchmarks/bench_gan_modes.py --steps 1000 --seeds 5
+	$(BIN)/python -m generative compare --out outputs/bench/compare
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache build *.egg-info
