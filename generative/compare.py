@@ -179,8 +179,20 @@ def model_row(name: str, args: CompareCommand, refs: References) -> tuple[Row, T
     fdd, nn = sample_quality(samples, refs)
     bpd = summary.get("test_bits_per_dim")
     return Row(name, entry.family, math.nan if bpd is None else float(bpd), fdd, nn, sample_seconds,
-               int(summary.get("parameters", 0)), float(summary.get("train_seconds", math.nan)),
-               int(summary.get("steps", 0)), entry.note), samples
+               int(summary.get("parameters", 0)), run_seconds(run_dir), int(summary.get("steps", 0)), entry.note), samples
+
+
+def run_seconds(run_dir: Path) -> float:
+    """Seconds a run trained, across resumes: the last ``seconds`` of its ``metrics.csv`` and of those of the runs
+    it holds (a latent diffusion's VAE)."""
+    import csv
+
+    total = 0.0
+    for path in sorted(run_dir.rglob("metrics.csv")):
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        total += float(rows[-1]["seconds"]) if rows and "seconds" in rows[-1] else 0.0
+    return total
 
 
 def reference_row(refs: References) -> tuple[Row, Tensor]:

@@ -66,3 +66,13 @@ def test_baseline_samples_are_seeded(compared) -> None:
     model = GaussianMixtureBaseline(refs.train_dequantised, MixtureConfig(components=5))
     a, b = (model.sample(8, torch.Generator().manual_seed(3)) for _ in range(2))
     assert torch.equal(a, b) and a.shape == (8, 1, 8, 8) and 0 <= float(a.min()) and float(a.max()) <= 1
+
+
+def test_train_seconds_add_up_across_resumes_and_sub_runs(tmp_path) -> None:
+    from generative.compare import run_seconds
+
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "metrics.csv").write_text("step,seconds,loss\n50,10.5,1\n100,30.25,1\n")  # a resumed run: cumulative
+    (tmp_path / "vae" / "metrics.csv").write_text("step,seconds\n10,4.0\n")
+    assert run_seconds(tmp_path) == pytest.approx(34.25)
+    assert run_seconds(tmp_path / "vae") == pytest.approx(4.0)
