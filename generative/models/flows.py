@@ -30,6 +30,7 @@ Layers, generic over vectors ``[B, D]`` and images ``[B, C, H, W]`` (the channel
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,14 +98,16 @@ def mlp(features_in: int, hidden: Sequence[int], features_out: int, zero_last: b
 
 
 # ---------------------------------------------------------------------- the interface and composition
-class Flow(nn.Module):
+class Flow(nn.Module, ABC):
     """An invertible map from data to latent: ``forward(x) -> (y, log|det J(x)|)`` with the log-det ``[B]``."""
 
+    @abstractmethod
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # x: [B, ...] -> ([B, ...], [B])
-        raise NotImplementedError
+        """``y = f(x)`` and ``log|det J_f(x)|`` per sample."""
 
+    @abstractmethod
     def inverse(self, y: Tensor) -> Tensor:  # y: [B, ...] -> [B, ...]
-        raise NotImplementedError
+        """``x = f^{-1}(y)``."""
 
     def output_shape(self, shape: Shape) -> Shape:
         """The shape of one output sample for one input sample of ``shape`` (no batch axis)."""
