@@ -201,17 +201,27 @@ class FlowImageDensity(ImageDensity):
 
 
 @dataclass
-class NICEConfig:
+class ImageFlowConfig:
+    """What every image flow shares: the logit preprocessing and the draws of the evaluation bound."""
+
+    alpha: float = 0.005
+    """Logit preprocessing ``logit(alpha + (1 - 2 alpha) y)`` (0.005 beat 0.05 and 0.001 on the grey digits)."""
+    eval_samples: int = 1
+    """Dequantisation draws of ``log_prob`` (importance-weighted bound when > 1)."""
+
+    def density(self, image_shape: tuple[int, int, int], levels: int, flow: Flow) -> FlowImageDensity:
+        """The image density of ``flow`` with this preprocessing and evaluation."""
+        return FlowImageDensity(image_shape, levels, flow, self.alpha, self.eval_samples)
+
+
+@dataclass
+class NICEConfig(ImageFlowConfig):
     """NICE on the flattened image: additive couplings with MLPs, then a diagonal scaling."""
 
     couplings: int = 4
     """Additive coupling layers (the even/odd split alternates)."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of each coupling's MLP."""
-    alpha: float = 0.005
-    """Logit preprocessing ``logit(alpha + (1 - 2 alpha) y)`` (0.005 beat 0.05 and 0.001 on the grey digits)."""
-    eval_samples: int = 1
-    """Dequantisation draws of ``log_prob`` (importance-weighted bound when > 1)."""
 
     def __post_init__(self) -> None:
         if self.couplings < 1 or not self.hidden or min(self.hidden) < 1:
@@ -220,12 +230,11 @@ class NICEConfig:
 
     def build(self, image_shape: tuple[int, int, int], levels: int) -> FlowImageDensity:
         _check_levels(levels)
-        return FlowImageDensity(image_shape, levels, nice_flow(image_shape, self.couplings, self.hidden), self.alpha,
-                                self.eval_samples)
+        return self.density(image_shape, levels, nice_flow(image_shape, self.couplings, self.hidden))
 
 
 @dataclass
-class RealNVPConfig:
+class RealNVPConfig(ImageFlowConfig):
     """RealNVP's multi-scale flow: checkerboard and channel affine couplings, squeeze, factor out."""
 
     scales: int = 2
@@ -236,10 +245,6 @@ class RealNVPConfig:
     """Residual blocks per coupling network."""
     s_max: float = 2.0
     """Bound of the log-scale ``s`` (soft clamp ``s_max * tanh(s / s_max)``)."""
-    alpha: float = 0.005
-    """Logit preprocessing ``logit(alpha + (1 - 2 alpha) y)`` (0.005 beat 0.05 and 0.001 on the grey digits)."""
-    eval_samples: int = 1
-    """Dequantisation draws of ``log_prob`` (importance-weighted bound when > 1)."""
 
     def __post_init__(self) -> None:
         if self.scales < 1 or self.width < 1 or self.blocks < 0:
@@ -250,11 +255,11 @@ class RealNVPConfig:
     def build(self, image_shape: tuple[int, int, int], levels: int) -> FlowImageDensity:
         _check_levels(levels)
         flow = realnvp_flow(image_shape, self.scales, self.width, self.blocks, self.s_max)
-        return FlowImageDensity(image_shape, levels, flow, self.alpha, self.eval_samples)
+        return self.density(image_shape, levels, flow)
 
 
 @dataclass
-class GlowConfig:
+class GlowConfig(ImageFlowConfig):
     """Glow: ``L`` levels of ``K`` steps (ActNorm, invertible 1x1 convolution, affine coupling)."""
 
     L: int = 2
@@ -267,10 +272,6 @@ class GlowConfig:
     """Residual blocks per coupling network."""
     s_max: float = 2.0
     """Bound of the log-scale ``s`` (soft clamp ``s_max * tanh(s / s_max)``)."""
-    alpha: float = 0.005
-    """Logit preprocessing ``logit(alpha + (1 - 2 alpha) y)`` (0.005 beat 0.05 and 0.001 on the grey digits)."""
-    eval_samples: int = 1
-    """Dequantisation draws of ``log_prob`` (importance-weighted bound when > 1)."""
 
     def __post_init__(self) -> None:
         if self.L < 1 or self.K < 1 or self.width < 1 or self.blocks < 0:
@@ -281,7 +282,7 @@ class GlowConfig:
     def build(self, image_shape: tuple[int, int, int], levels: int) -> FlowImageDensity:
         _check_levels(levels)
         flow = glow_flow(image_shape, self.L, self.K, self.width, self.blocks, self.s_max)
-        return FlowImageDensity(image_shape, levels, flow, self.alpha, self.eval_samples)
+        return self.density(image_shape, levels, flow)
 
 
 def _check_common(alpha: float, eval_samples: int, s_max: float = 1.0) -> None:
