@@ -9,7 +9,10 @@ EXTRAS ?= test
 # pyrender pins PyOpenGL 3.1.0, which lacks OSMesaCreateContextAttribs; 3.1.10 renders headless. So pyrender
 # goes in without its dependencies (the [3d] extra lists them, with PyOpenGL 3.1.10) and pip has no conflict.
 PYRENDER := pyrender==0.1.45
-SYSTEM_PACKAGES := libgl1 libgomp1 libusb-1.0-0 libosmesa6
+# colmap: `python -m vision3d process-data` (camera poses of a user's own photos, CPU mode); chromium: the browser
+# tests of the web viewer and the demo page (driven by Playwright; on Ubuntu, where chromium is a snap, install
+# Google Chrome or Debian's chromium instead and point MP_CHROMIUM at it).
+SYSTEM_PACKAGES := libgl1 libgomp1 libusb-1.0-0 libosmesa6 colmap chromium
 STAMP := $(VENV)/.installed-$(EXTRAS)
 # pip warns when run as root (CI containers are); inside our own virtual environment that is harmless.
 PIP := PIP_ROOT_USER_ACTION=ignore $(BIN)/python -m pip
@@ -55,11 +58,15 @@ demo: install
 demo-full: install
 	@$(call DEMO_CHAINS,--full)
 
+# A browser test skips (with its reason printed, -rs) only where no chromium is installed; where one is, a
+# browser that fails to start is a failure.
+BROWSER_ENV = MP_REQUIRE_BROWSER=$$(command -v $${MP_CHROMIUM:-chromium} >/dev/null 2>&1 && echo 1 || echo 0)
+
 test: install
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+	$(BROWSER_ENV) $(BIN)/python -m pytest -q -rs -n $(PYTEST_WORKERS)
 
 test-slow: install
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m slow
+	$(BROWSER_ENV) $(BIN)/python -m pytest -q -rs -n $(PYTEST_WORKERS) -m slow
 
 bench: install
 	$(BIN)/python benchmarks/bench_value_iteration.py
