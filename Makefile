@@ -75,6 +75,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_deep_rl.py --algo actor-critic --steps 200000 --eval-every 10000 --seeds 0 1 2
 	$(BIN)/python benchmarks/bench_vision3d.py
 	$(BIN)/python benchmarks/bench_threads.py
+	$(BIN)/python benchmarks/bench_process_data.py --threads 1
 	$(BIN)/python benchmarks/bench_bodies.py
 	$(BIN)/python benchmarks/bench_pictorial.py
 	$(BIN)/python -m generative table --out outputs/bench/table-binary --data digits

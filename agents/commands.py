@@ -4,19 +4,22 @@ and return the summary that ``--json`` prints.
 The argument dataclasses here generate the command line; ``train`` has one subcommand per agent of
 :mod:`agents.registry`, each with only the options of its family (a tabular agent has no
 ``--tensorboard``, DQN no ``--epsilon``: argparse rejects them) and, for deep agents, every
-hyperparameter as ``--config.*``. Every run folder holds the ``config.json`` that reproduces it,
-takes a lock while it runs, and is never overwritten: a default folder gets a number
-(``...-seed0-2``), an explicit ``--out`` that already holds a run is refused.
+hyperparameter as ``--config.*``, their defaults per environment in ``agents/hyperparams/<agent>.yml``
+(:mod:`agents.hyperparams`). Every run folder holds the ``config.json`` that reproduces it, takes a
+lock while it runs, and is never overwritten: a default folder gets a number (``...-seed0-2``), an
+explicit ``--out`` that already holds a run is refused. ``--seeds`` trains one run per seed
+(:mod:`agents.seeds`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -77,8 +80,12 @@ class TrainArgs:
     """Environment id, e.g. mp/CliffWalking-v0 (tabular agents: Discrete observations and actions)."""
     seed: int = 0
     """Seed of the environment and the agent; same seed, same run."""
+    seeds: tuple[int, ...] = ()
+    """Train one run per seed (not with --seed), in parallel, into OUT/seed<k>/; plot the mean with a 95% band."""
+    workers: int | None = None
+    """Processes that train the --seeds at once; default min(number of seeds, CPU count)."""
     out: Path | None = None
-    """Run folder; default runs/<agent>/<env>-seed<seed>, numbered -2, -3, ... if it already holds a run."""
+    """Run folder; default runs/<agent>/<env>-seed<seed> (or -seeds), numbered -2, -3, ... if it holds a run."""
     gamma: float | None = None
     """Discount factor; default: the environment's own (mp/ ids), else 0.99."""
     max_episode_steps: int | None = None
@@ -137,15 +144,25 @@ class DeepArgs(TrainArgs):
     """Environment steps between greedy evaluations and checkpoints."""
     resume: Path | None = None
     """Continue the run in this folder from its checkpoint.pt, with the options of its config.json."""
-    tensorboard: bool = False
-    """Also log to <out>/tensorboard."""
+    tensorboard: bool = True
+    """Also log the metrics and each evaluation's last frame to <out>/tensorboard (if tensorboard is installed)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (offline unless an API key is configured; WANDB_MODE overrides)."""
     frame_stack: int = 1
     """Feed the last K observations stacked (Gymnasium's FrameStackObservation), e.g. 4 for pixels."""
     threads: int = 1
     """Torch CPU threads (one is the fastest for these small networks on a busy 2-core machine)."""
+    hyperparams: tuple[str, ...] = ()
+    """key=value, read as YAML (hidden=[64,64]); overrides agents/hyperparams/<agent>.yml's --env entry and --config.*."""
+    hyperparams_file: tyro.conf.Suppress[str | None] = None
+    """The YAML file whose entry for the environment was applied (set by the run, recorded in config.json)."""
+    yaml_overrides: tyro.conf.Suppress[dict[str, Any]] = field(default_factory=dict)
+    """The values that entry set (recorded in config.json)."""
+    command_line_overrides: tyro.conf.Suppress[dict[str, Any]] = field(default_factory=dict)
+    """The values --config.*, --gamma and --hyperparams set (recorded in config.json)."""
 
 
-RESUMABLE = ("steps", "progress", "json", "video_episodes", "tensorboard", "threads", "resume", "out")
+RESUMABLE = ("steps", "progress", "json", "video_episodes", "tensorboard", "wandb", "threads", "resume", "out")
 """Options that a resumed deep run takes from the command line; the others come from its config.json."""
 
 
@@ -294,7 +311,26 @@ def greedy_loop(env: gym.Env, mdp: TabularMDP, episode: Episode) -> str | None:
 
 
 def default_out(args: TrainArgs) -> Path:
-    return numbered(Path("runs") / args.agent_name / f"{slug(args.env)}-seed{args.seed}")
+    name = f"{slug(args.env)}-seeds" if args.seeds else f"{slug(args.env)}-seed{args.seed}"
+    return numbered(Path("runs") / args.agent_name / name)
+
+
+def with_hyperparams(args: DeepArgs, given: Collection[str] | None = None) -> DeepArgs:
+    """``args`` with its config resolved as :func:`agents.hyperparams.resolve` says (dataclass defaults < the
+    YAML entry for ``args.env`` < the ``--config.*`` options given and ``--gamma`` < ``--hyperparams``), and
+    where each value came from recorded. ``given``: the options named on the command line
+    (:func:`agents.hyperparams.given_options`); None for a call from Python, where a config field that differs
+    from its default counts as given."""
+    from agents.hyperparams import given_values, resolve, shown
+
+    config = args.config  # type: ignore[attr-defined]
+    explicit = given_values(config, given)
+    if args.gamma is not None:
+        explicit["gamma"] = args.gamma
+    resolved = resolve(args.agent_name, args.env, type(config), explicit, args.hyperparams)
+    return dataclasses.replace(args, config=resolved.config,  # type: ignore[call-arg]
+                               hyperparams_file=shown(resolved.file) if resolved.file is not None else None,
+                               yaml_overrides=resolved.yaml, command_line_overrides=resolved.command_line)
 
 
 # ---------------------------------------------------------------------- solve
@@ -336,8 +372,19 @@ def build_agent(args: TabularArgs, gamma: float) -> TabularAgent:
     return entry.cls(**kwargs)
 
 
-def train(args: TrainArgs) -> dict[str, Any]:
-    return train_deep(args) if isinstance(args, DeepArgs) else train_tabular(args)  # type: ignore[arg-type]
+def train(args: TrainArgs, given: Collection[str] | None = None) -> dict[str, Any]:
+    """Train as ``args`` say: one run, or one per seed of ``--seeds`` (:func:`agents.seeds.train_seeds`).
+
+    ``given``: the options named on the command line (:func:`agents.hyperparams.given_options`), which decide
+    what overrides the hyperparameters' YAML defaults; None for a call from Python.
+    """
+    if args.seeds:
+        from agents.seeds import train_seeds
+
+        return train_seeds(args, given)
+    if isinstance(args, DeepArgs):
+        return train_deep(prepare_deep(args, given))
+    return train_tabular(args)  # type: ignore[arg-type]
 
 
 def train_tabular(args: TabularArgs) -> dict[str, Any]:
@@ -392,35 +439,59 @@ def resumed_deep(args: DeepArgs) -> DeepArgs:
     assert args.resume is not None
     if not (args.resume / "checkpoint.pt").is_file():
         raise ValueError(f"--resume: {args.resume} holds no checkpoint.pt, so there is nothing to resume")
-    return resume_config(type(args), args.resume, dataclasses.replace(args, out=args.resume), RESUMABLE)
+    # where the hyperparameters came from follows from the options; only differences in those are worth a note
+    record = ("hyperparams_file", "yaml_overrides", "command_line_overrides")
+    try:
+        stored = json.loads((args.resume / "config.json").read_text())
+    except (OSError, ValueError):
+        stored = None  # resume_config says what is wrong with the file
+    current = dataclasses.replace(args, out=args.resume)
+    if isinstance(stored, dict):
+        current = dataclasses.replace(current, **{k: stored[k] for k in record if k in stored})
+    return resume_config(type(args), args.resume, current, RESUMABLE)
+
+
+def prepare_deep(args: DeepArgs, given: Collection[str] | None = None) -> DeepArgs:
+    """The arguments a deep run trains with: :func:`with_hyperparams`, then, with ``--resume``, those stored in
+    its ``config.json`` (:func:`resumed_deep`)."""
+    args = with_hyperparams(args, given)
+    return resumed_deep(args) if args.resume is not None else args
+
+
+def eval_env(args: DeepArgs) -> gym.Env:
+    """The evaluation environment: rendering ``rgb_array`` frames when a tracker logs them, where it can."""
+    if args.tensorboard or args.wandb:
+        try:
+            return stacked_env(args, render_mode="rgb_array")
+        except (ValueError, TypeError):  # no rgb_array rendering: no images
+            pass
+    return stacked_env(args)
 
 
 def train_deep(args: DeepArgs) -> dict[str, Any]:
+    """Train one deep run with ``args`` as they are (resolved by :func:`prepare_deep`)."""
     import torch
 
     from agents.deep.trainer import RunConfig
     from agents.deep.trainer import train as run_loop
 
-    if args.resume is not None:
-        args = resumed_deep(args)
     if args.steps < 1:
         raise ValueError(f"steps must be at least 1, got {args.steps}")
     if args.threads < 1:
         raise ValueError(f"threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     out = args.resume or args.out or default_out(args)
-    make = lambda: gym.wrappers.RecordEpisodeStatistics(stacked_env(args))  # noqa: E731
+    make = lambda: gym.wrappers.RecordEpisodeStatistics(stacked_env(args))
     config = args.config  # type: ignore[attr-defined]
-    if args.gamma is not None:
-        config = dataclasses.replace(config, gamma=args.gamma)
+    tensorboard = None if args.tensorboard else False  # on by default where the tensorboard package is installed
     run = RunConfig(steps=args.steps, out=out, eval_every=args.eval_every, seed=args.seed,
-                    resume=args.resume is not None, tensorboard=args.tensorboard, progress=args.progress)
-    with RunFolder(out, config=dataclasses.replace(args, out=out), resume=run.resume,
-                   tensorboard=args.tensorboard) as folder:
+                    resume=args.resume is not None, tensorboard=tensorboard, wandb=args.wandb, progress=args.progress)
+    with RunFolder(out, config=dataclasses.replace(args, out=out), resume=run.resume, tensorboard=tensorboard,
+                   wandb=args.wandb) as folder:
         agent = build_deep_agent(args.agent_name, make, config, args.seed, args.steps)
         try:
             start = time.perf_counter()
-            result = run_loop(agent, lambda: stacked_env(args), run, folder)
+            result = run_loop(agent, lambda: eval_env(args), run, folder)
             seconds = time.perf_counter() - start
             steps = np.array([r["step"] for r in result.rows], dtype=np.float64)
             curves = {"greedy evaluation": (steps, [r["eval_mean"] for r in result.rows]),

@@ -2,7 +2,7 @@
 
 Each section writes its files and a ``section.json`` manifest into its own folder under ``--out``;
 ``index.html`` is rebuilt from every manifest found there, so later packages add their sections by
-writing one more folder.
+writing one more folder. ``--only`` reruns some sections; each section's page shows the command that reproduces it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -24,8 +24,11 @@ from agents.tabular.base import TabularConfig
 from agents.tabular.dp import policy_iteration, value_iteration
 from agents.tabular.td import SARSA, QLearning
 from envs import ENVIRONMENTS, make_env
-from envs.io.figures import learning_curves, save_figure
-from envs.io.page import write_index, write_section
+from envs.io.figures import PALETTE, learning_curves, save_figure
+from envs.io.page import command_line, write_index, write_section
+
+Part = Literal["dynamic-programming", "cliff-walking", "deep-rl"]
+"""The demo's sections: §11 dynamic programming, §11.2 Q-learning vs SARSA, §11.3 deep RL."""
 
 
 @dataclass
@@ -48,9 +51,20 @@ class Demo:
     """Environment steps of actor-critic on mp/BulletReacher-v0 in the deep section."""
     full: bool = False
     """The full budgets: 20 CliffWalking seeds and 800,000 actor-critic steps on the reacher."""
+    only: tuple[Part, ...] = ()
+    """Run only these sections and keep the others on the page; empty: all (deep-rl only with --deep)."""
+
+    def selected(self, part: Part) -> bool:
+        """Whether this demo runs ``part``."""
+        return (not self.only or part in self.only) and (part != "deep-rl" or self.deep)
 
 
-def dynamic_programming_section(out: Path, progress: bool) -> None:
+def section_command(args: Demo, part: Part) -> str:
+    """The command that reproduces ``part``'s section: this demo's settings, that section only."""
+    return command_line("python -m agents demo", dataclasses.replace(args, only=(part,)))
+
+
+def dynamic_programming_section(out: Path, progress: bool, command: str) -> None:
     folder = out / "dynamic-programming"
     items = []
     for env_id in tqdm(ENVIRONMENTS, desc="dynamic programming", disable=not progress):
@@ -70,10 +84,11 @@ def dynamic_programming_section(out: Path, progress: bool) -> None:
             f"({vi_seconds * 1e3:.1f} ms), policy iteration {pi.iterations} rounds; max |V_vi - V_pi| = {gap:.1e}. "
             f"The line is one greedy episode (return {path.return_:g}).")})
     write_section(folder, "11", "Dynamic programming on every registered gridworld (notes §11, Algorithms 4 and 5)",
-                  "Optimal state values V* as colour, the greedy policy as arrows, walls and cliffs dark.", items)
+                  "Optimal state values V* as colour, the greedy policy as arrows, walls and cliffs dark.", items,
+                  command=command)
 
 
-def cliff_section(out: Path, runs: int, episodes: int, progress: bool) -> dict[str, Any]:
+def cliff_section(out: Path, runs: int, episodes: int, progress: bool, command: str) -> dict[str, Any]:
     """Sutton & Barto's Example 6.6: Q-learning learns the risky optimal path, SARSA a safer one."""
     folder = out / "cliff-walking"
     config = TabularConfig(gamma=1.0, alpha=0.1, epsilon=0.1)
@@ -109,11 +124,11 @@ def cliff_section(out: Path, runs: int, episodes: int, progress: bool) -> dict[s
         "falls off now and then while exploring (Sutton & Barto, Example 6.6).")})
     write_section(folder, "11.2", "Q-learning vs SARSA on CliffWalking (notes §11.2)",
                   f"{runs} seeds x {episodes} episodes each. Greedy returns: "
-                  + ", ".join(f"{k} {v['greedy_return']:g}" for k, v in summary.items()) + ".", items)
+                  + ", ".join(f"{k} {v['greedy_return']:g}" for k, v in summary.items()) + ".", items, command=command)
     return summary
 
 
-def deep_section(out: Path, dqn_steps: int, reacher_steps: int, progress: bool) -> dict[str, Any]:
+def deep_section(out: Path, dqn_steps: int, reacher_steps: int, progress: bool, command: str) -> dict[str, Any]:
     """DQN on CartPole-v1 (notes §11.3): learning curve and a greedy episode of the best weights; then
     actor-critic on the PyBullet reacher."""
     import gymnasium as gym
@@ -125,14 +140,15 @@ def deep_section(out: Path, dqn_steps: int, reacher_steps: int, progress: bool) 
     folder = out / "deep-rl"
     for run in ("dqn-cartpole", "actor-critic-reacher"):  # the demo owns its run folders: a re-run starts afresh
         shutil.rmtree(folder / run, ignore_errors=True)
-    make = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))  # noqa: E731
+    make = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
     agent = DQN(make, DQNConfig(), seed=0, total_steps=dqn_steps)
     result = train(agent, lambda: gym.make("CartPole-v1"),
                    RunConfig(steps=dqn_steps, out=folder / "dqn-cartpole", eval_every=2_500, progress=progress))
     steps = [r["step"] for r in result.rows]
     curves = {"greedy evaluation (10 episodes)": (steps, [r["eval_mean"] for r in result.rows]),
               "training episodes (epsilon-greedy)": (steps, [r["train_return"] for r in result.rows])}
-    save_figure(learning_curves(curves, window=1, xlabel="environment steps", ylim=(0, 520),
+    colors = dict(zip(curves, (PALETTE.learned, PALETTE.training)))
+    save_figure(learning_curves(curves, window=1, xlabel="environment steps", ylim=(0, 520), colors=colors,
                                 title="DQN on CartPole-v1 (RL Zoo hyperparameters)"), folder / "dqn-curve.png")
     record_video(gym.make("CartPole-v1", render_mode="rgb_array"), agent.act, folder / "dqn-cartpole.mp4", seed=0,
                  max_steps=VIDEO_STEPS)
@@ -150,7 +166,7 @@ def deep_section(out: Path, dqn_steps: int, reacher_steps: int, progress: bool) 
     items += reacher.pop("items")
     write_section(folder, "11.3", "Deep reinforcement learning (notes §11.3)",
                   f"DQN with a target network and experience replay ({dqn_steps:,} steps on CartPole-v1), and a "
-                  f"synchronous actor-critic ({reacher_steps:,} steps on the PyBullet reacher).", items)
+                  f"synchronous actor-critic ({reacher_steps:,} steps on the PyBullet reacher).", items, command=command)
     return {"dqn_mean_return": result.mean_return, "dqn_last_mean_return": result.last_mean_return,
             "dqn_best_step": result.best_step, **reacher}
 
@@ -182,7 +198,7 @@ def reacher_demo(folder: Path, steps: int, progress: bool) -> dict[str, Any]:
     from envs.bullet import ScriptedReacher
     from envs.io.video import side_by_side, write_video
 
-    make = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("mp/BulletReacher-v0"))  # noqa: E731
+    make = lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("mp/BulletReacher-v0"))
     config = dataclasses.replace(tuned_config("actor-critic", "mp/BulletReacher-v0", ActorCriticConfig),
                                  lr_decay_steps=steps)  # the tuned schedule decays over this run's budget
     agent = ActorCritic(make, config, seed=0)
@@ -198,7 +214,8 @@ def reacher_demo(folder: Path, steps: int, progress: bool) -> dict[str, Any]:
               "scripted reference": (steps, np.full(len(steps), reference)),
               "random actions": (steps, np.full(len(steps), random_return))}
     distance = {name: final_distance(act) for name, act in (("agent", agent.act), ("scripted", scripted.act))}
-    save_figure(learning_curves(curves, window=1, xlabel="environment steps",
+    colors = dict(zip(curves, (PALETTE.learned, PALETTE.reference, PALETTE.chance)))
+    save_figure(learning_curves(curves, window=1, xlabel="environment steps", colors=colors,
                                 title="mp/BulletReacher-v0: return per episode (50 steps)"), folder / "reacher-curve.png")
     frames_agent, frames_scripted = [], []
     for seed in range(3):  # the same targets for both
@@ -226,13 +243,19 @@ def reacher_demo(folder: Path, steps: int, progress: bool) -> dict[str, Any]:
 
 def run_demo(args: Demo) -> Path:
     start = time.perf_counter()
+    requested = args  # the command line asked for this; --full changes the budgets below
     if args.full:
         args = dataclasses.replace(args, runs=max(args.runs, 20), reacher_steps=max(args.reacher_steps, 800_000))
     args.out.mkdir(parents=True, exist_ok=True)
-    dynamic_programming_section(args.out, args.progress)
-    summary: dict[str, Any] = {"cliff_walking": cliff_section(args.out, args.runs, args.episodes, args.progress)}
-    if args.deep:
-        summary["deep"] = deep_section(args.out, args.dqn_steps, args.reacher_steps, args.progress)
+    summary: dict[str, Any] = {}
+    if args.selected("dynamic-programming"):
+        dynamic_programming_section(args.out, args.progress, section_command(requested, "dynamic-programming"))
+    if args.selected("cliff-walking"):
+        summary["cliff_walking"] = cliff_section(args.out, args.runs, args.episodes, args.progress,
+                                                 section_command(requested, "cliff-walking"))
+    if args.selected("deep-rl"):
+        summary["deep"] = deep_section(args.out, args.dqn_steps, args.reacher_steps, args.progress,
+                                       section_command(requested, "deep-rl"))
     index = write_index(args.out)
     print(json.dumps({"index": str(index), **summary, "seconds": round(time.perf_counter() - start, 1)}))
     return index

@@ -1,13 +1,14 @@
-"""Value maps of gridworld results: ``V`` as colour, the greedy policy as arrows, cell kinds and a path.
+"""Value maps of gridworld results (``V`` as colour, the greedy policy as arrows, cell kinds and a path), and
+learning curves over seeds with their confidence bands.
 
-Learning curves and saving live in the one figure helper, :mod:`envs.io.figures`; like it, this uses
+Single learning curves and saving live in the one figure helper, :mod:`envs.io.figures`; like it, this uses
 matplotlib's object-oriented API only (``Figure``, never ``pyplot``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import matplotlib as mpl
 import numpy as np
@@ -20,6 +21,9 @@ from matplotlib.patches import Patch, Rectangle
 
 from envs.gridworld import ACTION_DELTAS
 from envs.io.figures import wrap_title
+
+if TYPE_CHECKING:
+    from agents.curves import Band
 
 WALL_COLOR = "#2b2b2b"
 """Dark neutral grey for cells that are not states (NaN in ``V``)."""
@@ -228,3 +232,31 @@ def _format_value(v: float) -> str:
     if abs(v) >= 100:
         return f"{v:.0f}"
     return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def band_curves(bands: Mapping[str, Band], *, xlabel: str = "environment steps", ylabel: str = "return",
+                title: str = "", confidence: float = 0.95) -> Figure:
+    """One line per entry of ``bands`` (the mean over its seeds) with its confidence band shaded.
+
+    The legend names each entry and its number of seeds; an entry of one seed is drawn without a band.
+    """
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, b) in enumerate(bands.items()):
+        colour = f"C{i % 10}"
+        x, mean = np.asarray(b.x, dtype=np.float64), np.asarray(b.mean, dtype=np.float64)
+        if x.ndim != 1 or x.shape != mean.shape or len(x) == 0:
+            raise ValueError(f"band {name!r}: x and mean must be non-empty [P] arrays, got {x.shape} and {mean.shape}")
+        label = f"{name} ({b.seeds} seed{'s' if b.seeds != 1 else ''})"
+        ax.plot(x, mean, color=colour, linewidth=2.0, label=label, marker="o" if len(x) <= 30 else None, markersize=3)
+        if b.seeds > 1:
+            ax.fill_between(x, b.low, b.high, color=colour, alpha=0.2, linewidth=0)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    if any(b.seeds > 1 for b in bands.values()):
+        title = f"{title}\n" if title else ""
+        title += f"mean over seeds, shaded: {100 * confidence:g}% bootstrap confidence interval"
+    ax.set_title(wrap_title(title, 7.5), fontsize=10)
+    if bands:
+        ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig

@@ -57,6 +57,10 @@ class Train:
     """Torch CPU threads (one is often the fastest on a busy 2-core machine)."""
     resume: bool = False
     """Continue the run in --out from its checkpoint."""
+    tensorboard: bool = True
+    """Write the training curves to <out>/tensorboard (without the tensorboard package: one note, no log)."""
+    wandb: bool = False
+    """Also log them to Weights & Biases (needs the wandb package; offline unless an API key is configured)."""
     json: bool = False
     """Print metrics.json."""
 
@@ -141,7 +145,8 @@ def train(args: Train) -> dict[str, Any]:
 
 
 def _fit_config(config: Any, args: Train) -> Any:
-    changes = {"seed": args.seed, "threads": args.threads, "progress": not args.json}
+    changes = {"seed": args.seed, "threads": args.threads, "progress": not args.json, "tensorboard": args.tensorboard,
+               "wandb": args.wandb}
     if args.steps is not None:
         changes["steps"] = args.steps
     return dataclasses.replace(config, fit=dataclasses.replace(config.fit, **changes))
@@ -215,7 +220,8 @@ def fit(args: Fit) -> dict[str, Any]:
         out = fit_adam(model, problems.x, problems.visible, AdamConfig(steps=args.steps))
     samples = len(problems.x)
     decreasing = (out.losses[1:] <= out.losses[:-1]).all(0).float().mean() if args.method == "lgd" else None
-    summary = {"method": args.method, "samples": samples, **fit_errors(model, out.theta, problems),
+    # `data` lets `python -m bodies view RUN` find the images the run fitted.
+    summary = {"method": args.method, "data": str(args.data.resolve()), "samples": samples, **fit_errors(model, out.theta, problems),
                "seconds_per_sample": out.seconds / samples,
                "loss_per_step": [float(v) for v in out.losses.mean(1)] if args.method == "lgd" else None,
                "decreasing_every_step": None if decreasing is None else float(decreasing)}

@@ -334,7 +334,7 @@ def train_deeppose(
         objective = RefineObjective(model, s, config, data, previous, device, held_out)
         f = config.fit
         refine = dataclasses.replace(config.refine_fit, seed=f.seed + s, device=f.device, threads=f.threads,
-                                     progress=f.progress)
+                                     progress=f.progress, tensorboard=f.tensorboard, wandb=f.wandb)
         fits.append(fit(objective, refine, Path(run_dir) / f"stage{s}", desc=f"deeppose stage {s}", record=config))
     seconds = time.perf_counter() - start
     scores = ()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import trimesh
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bodies.data import RenderConfig, load_renders, render_dataset
@@ -27,8 +27,8 @@ from bodies.metrics import pck
 from bodies.model import BodyModel
 from bodies.prior import sample_poses
 from bodies.skeleton import KEYPOINT_PARENTS
-from envs.io.figures import image_grid, save_figure
-from envs.io.page import Item, write_index, write_section
+from envs.io.figures import PALETTE, figure_image, image_grid, save_figure
+from envs.io.page import Item, command_line, write_index, write_section
 from envs.io.video import side_by_side, write_video
 from generative.training import FitConfig, set_threads
 
@@ -56,6 +56,19 @@ class Demo:
     """Torch CPU threads."""
     full: bool = False
     """Train the issue's full budgets."""
+
+
+def _rendered(folder: Path, config: RenderConfig) -> Path:
+    """``folder`` holding ``config``'s renders: those already there when they are the same count, size and seed
+    (a re-run reuses them), otherwise rendered afresh."""
+    meta = folder / "meta.json"
+    if meta.is_file():
+        held = json.loads(meta.read_text())
+        if [held.get(k) for k in ("count", "size", "seed")] == [config.count, config.size, config.seed]:
+            return folder
+        shutil.rmtree(folder)
+    render_dataset(folder, config)
+    return folder
 
 
 def _body_mesh(model: BodyModel, vertices: np.ndarray) -> trimesh.Trimesh:
@@ -104,59 +117,62 @@ def _turntables(folder: Path, model: BodyModel) -> list[Item]:
 
 
 def _skeleton(ax, points: np.ndarray, color: str, width: float = 1.5) -> None:
+    """Bones and joints in ``color``, outlined in black so that they read on any background of the renders."""
+    from matplotlib import patheffects
+
+    outline = [patheffects.Stroke(linewidth=width + 1.5, foreground="black"), patheffects.Normal()]
     for k, p in enumerate(KEYPOINT_PARENTS):
         if p >= 0:
-            ax.plot(points[[k, p], 0] - 0.5, points[[k, p], 1] - 0.5, color=color, lw=width)
-    ax.scatter(points[:, 0] - 0.5, points[:, 1] - 0.5, s=6, color=color)
+            ax.plot(points[[k, p], 0] - 0.5, points[[k, p], 1] - 0.5, color=color, lw=width, path_effects=outline,
+                    solid_capstyle="round")
+    ax.scatter(points[:, 0] - 0.5, points[:, 1] - 0.5, s=9, color=color, edgecolors="black", linewidths=0.6, zorder=3)
 
 
-def _frame(images: np.ndarray, rows: list[tuple[str, np.ndarray, str]], truth: np.ndarray) -> np.ndarray:
-    """One picture: each row a method's skeletons over the images (ground truth in white)."""
-    fig = Figure(figsize=(1.6 * len(images), 1.7 * len(rows)), dpi=100)
+def _frame(images: np.ndarray, rows: list[tuple[str, np.ndarray, str]], truth: np.ndarray) -> Figure:
+    """One picture: each row a method's skeletons over the images, the ground truth's thinner beneath them, in the
+    palette's truth colour."""
+    fig = Figure(figsize=(1.6 * len(images), 1.7 * len(rows) + 0.1), dpi=100, layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.02, w_pad=0.02, hspace=0.02, wspace=0.01)
     for r, (label, points, color) in enumerate(rows):
         for c, image in enumerate(images):
             ax = fig.add_subplot(len(rows), len(images), r * len(images) + c + 1)
             ax.imshow(image)
-            _skeleton(ax, truth[c], "white", 0.8)
+            _skeleton(ax, truth[c], PALETTE.truth, 1.0)
             _skeleton(ax, points[c], color)
             ax.set_axis_off()
             if c == 0:
-                ax.set_title(label, fontsize=8, loc="left")
-    fig.tight_layout(pad=0.3)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+                ax.set_title(label, fontsize=10, loc="left", color=color, fontweight="bold")
+    return fig
 
 
 def run_demo(args: Demo) -> Path:
     """Write OUT/bodies/ and rebuild OUT/index.html."""
     start = time.perf_counter()
+    command = command_line("python -m bodies demo", args)
     set_threads(args.threads)
     if args.full:
         args = dataclasses.replace(args, images=4400, cpm_steps=2800, lgd_steps=1500, adam_steps=1000, fit_samples=300)
     folder = args.out / "bodies"
     folder.mkdir(parents=True, exist_ok=True)
+    if (folder / "runs").exists():  # the demo owns its run folders: a re-run starts them afresh
+        shutil.rmtree(folder / "runs")
     model = BodyModel.from_file()
     items = _turntables(folder, model)
 
-    data = folder / "data"
-    if not (data / "meta.json").exists():
-        render_dataset(data, RenderConfig(count=args.images, seed=0))
-    renders = load_renders(data)
+    renders = load_renders(_rendered(folder / "data", RenderConfig(count=args.images, seed=0)))
     cut = int(0.9 * len(renders.images))
     train, held = renders.subset(np.arange(cut)), renders.subset(np.arange(cut, len(renders.images)))
     items += _pose_2d(folder, args, train, held)
 
-    test = folder / "fit_data"
-    if not (test / "meta.json").exists():
-        render_dataset(test, RenderConfig(count=args.fit_samples, seed=1))
-    items += _fitting(folder, args, model, load_renders(test))
+    items += _fitting(folder, args, model, load_renders(_rendered(folder / "fit_data",
+                                                                  RenderConfig(count=args.fit_samples, seed=1))))
     budget = "full" if args.full else "reduced"
     write_section(folder, "13", "Parametric human bodies (notes §13)",
                   f"SMPL-format bodies, 2D pose and learned gradient descent, trained live on {args.images} rendered "
                   f"bodies with a {budget} budget (CPM {args.cpm_steps} steps, LGD {args.lgd_steps} steps, Adam "
                   f"{args.adam_steps} steps per body)"
-                  + (": `make demo-full` trains the issue's budgets." if not args.full else "."), items)
+                  + (": `make demo-full` trains the issue's budgets." if not args.full else "."), items,
+                  command=command)
     index = write_index(args.out)
     print(json.dumps({"index": str(index), "bodies_seconds": round(time.perf_counter() - start, 1)}))
     return index
@@ -190,29 +206,26 @@ def _pose_2d(folder: Path, args: Demo, train, held) -> list[Item]:
     heat = predict(result.model, held.images).heatmaps[-1, :, :-1]
     combined = ps.predict_from_heatmaps(np.log(np.clip(heat, 1e-3, None)), image_size=held.images.shape[1])
     combined_pck = pck(combined, held.keypoints2d, held.visible, 0.2, "torso").overall
-    picture = _frame(held.images[:8], [("pictorial structures (HOG unaries)", ps_points[:8], "tab:orange"),
-                                       ("pictorial structures on CPM beliefs", combined[:8], "tab:cyan")],
+    picture = _frame(held.images[:8], [("pictorial structures (HOG unaries)", ps_points[:8], PALETTE.reference),
+                                       ("pictorial structures on CPM beliefs", combined[:8], PALETTE.learned)],
                      held.keypoints2d[:8])
-    import imageio.v3 as iio
-
-    iio.imwrite(folder / "pictorial.png", picture)
+    save_figure(picture, folder / "pictorial.png", wide=True)
     return [
         {"kind": "image", "file": "cpm_stages.png",
          "caption": f"Convolutional pose machine (§13.1), {config.stages} stages: the belief maps (max over the 14 "
                     f"keypoints) sharpen stage by stage as the receptive field grows. Held-out PCK@0.2: {stage_text}."},
         {"kind": "image", "file": "pictorial.png", "wide": True,
          "caption": f"Pictorial structures (§13.1): exact MAP skeletons by dynamic programming with generalised "
-                    f"distance transforms (ground truth in white). Held-out PCK@0.2 with learned HOG part filters: "
-                    f"{ps_pck:.3f}; with the CPM's belief maps as unaries (body modelling and feature learning "
-                    f"combined): {combined_pck:.3f}."},
+                    f"distance transforms (ground truth in green). Held-out PCK@0.2 with learned HOG part filters "
+                    f"(orange): {ps_pck:.3f}; with the CPM's belief maps as unaries (blue: body modelling and feature "
+                    f"learning combined): {combined_pck:.3f}."},
     ]
 
 
 def _fitting(folder: Path, args: Demo, model: BodyModel, test) -> list[Item]:
     config = LGDConfig(fit=FitConfig(steps=args.lgd_steps, lr=1e-3, warmup_steps=min(100, args.lgd_steps // 10),
                                      progress=False, threads=args.threads, checkpoint_every=max(1, args.lgd_steps)))
-    net, _ = train_lgd(model, config, folder / "runs" / "lgd", resume=(folder / "runs" / "lgd").exists(),
-                       progress=False)
+    net, _ = train_lgd(model, config, folder / "runs" / "lgd", progress=False)
     problems = keypoint_problems(test)
     x, visible, size = problems.x, problems.visible, problems.size
     lgd = fit_lgd(net, model, x, visible)
@@ -243,15 +256,15 @@ def _fitting(folder: Path, args: Demo, model: BodyModel, test) -> list[Item]:
             adam_theta = adam_n.theta if adam_n is not None else None
             adam_points = (project(model, adam_theta).numpy() * size + size / 2 if adam_theta is not None
                            else np.full_like(lgd_points, np.nan))
-        frames.append(_frame(test.images[shown], [(f"LGD step {n}", lgd_points, "tab:red"),
-                                                  (f"Adam after the same time ({steps} steps)", adam_points,
-                                                   "tab:blue")], test.keypoints2d[shown]))
+        frames.append(figure_image(_frame(test.images[shown], [
+            (f"LGD step {n}", lgd_points, PALETTE.learned),
+            (f"Adam after the same time ({steps} steps)", adam_points, PALETTE.reference)], test.keypoints2d[shown])))
     write_video(frames, folder / "lgd_fit.mp4", fps=1)
     return [
         {"kind": "video", "file": "lgd_fit.mp4", "wide": True,
          "caption": "Learned gradient descent (§13.3, Algorithm 7) fitting bodies to 2D keypoints from Theta_0 = 0, "
-                    "one frame per learned step (red), beside Adam (SMPLify-style, blue) given the same time; the "
-                    "targets are in white."},
+                    "one frame per learned step (blue), beside Adam (SMPLify-style, orange) given the same time; the "
+                    "targets are in green."},
         {"kind": "table", "file": "runs/lgd/config.json",
          "columns": ["method", "PA-MPJPE (mm)", "MPJPE (mm)", "2D error (px)", "ms per body"], "rows": rows,
          "caption": f"Fitting {len(x)} held-out rendered bodies from their 2D keypoints only; 3D errors on the 14 "

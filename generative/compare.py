@@ -214,8 +214,9 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def page(rows: list[Row], out: Path, scale: float, folder: Path) -> Path:
-    """``folder/section.json`` (the table and the sample grids of ``out``) and ``folder/../index.html``."""
+def page(rows: list[Row], out: Path, scale: float, folder: Path, command: str) -> Path:
+    """``folder/section.json`` (the table and the sample grids of ``out``; ``command`` reproduces them) and
+    ``folder/../index.html``."""
     import imageio.v3 as iio
 
     from envs.io.figures import image_grid, save_figure
@@ -223,7 +224,8 @@ def page(rows: list[Row], out: Path, scale: float, folder: Path) -> Path:
 
     images = [iio.imread(out / "samples" / f"{r.name}.png") for r in rows]
     titles = [f"{r.name}\nFDD {r.fdd:.1f}" for r in rows]
-    save_figure(image_grid(images, titles, columns=5, cell=2.4, cmap="gray", fontsize=10), folder / "samples.png")
+    save_figure(image_grid(images, titles, columns=5, cell=2.4, cmap="gray", fontsize=10), folder / "samples.png",
+                wide=True)
     columns = ["model", "family", "test bits/dim", "FDD", "NN distance", "sample s / 64", "parameters", "train s"]
     cells = [[r.name, r.family, "" if math.isnan(r.bits_per_dim) else f"{r.bits_per_dim:.3f}", f"{r.fdd:.2f}",
               f"{r.nn_distance:.3f}", "" if math.isnan(r.sample_seconds) else f"{r.sample_seconds:.3f}",
@@ -238,13 +240,15 @@ def page(rows: list[Row], out: Path, scale: float, folder: Path) -> Path:
             "better; the real test digits set the floor. NN distance: mean distance of samples to their nearest "
             "training digit; the noisy training set scores well on FDD by copying, which its NN distance and its "
             "likelihood give away.")},
-        {"kind": "image", "file": "samples.png", "wide": True, "caption": "64 seeded samples of every row."}])
+        {"kind": "image", "file": "samples.png", "wide": True, "caption": "64 seeded samples of every row."}],
+        command=command)
     return write_index(folder.parent)
 
 
-def run_compare(args: CompareCommand, page_folder: Path | None = None) -> list[Row]:
+def run_compare(args: CompareCommand, page_folder: Path | None = None, page_command: str | None = None) -> list[Row]:
     """Measure every row of ``args.rows`` and write the table and the grids into ``args.out``, and the page's section
-    into ``page_folder`` (default ``args.out/compare``; the demo puts it in its own page)."""
+    into ``page_folder`` (default ``args.out/compare``; the demo puts it in its own page), whose reproducing command
+    is ``page_command`` (default: this ``python -m generative compare`` command)."""
     import json
 
     from generative.tasks.density import write_grid
@@ -274,6 +278,9 @@ def run_compare(args: CompareCommand, page_folder: Path | None = None) -> list[R
     atomic_write_text(args.out / "compare.md", markdown(rows))
     atomic_write_csv(args.out / "compare.csv", [r._asdict() for r in rows])
     atomic_write_json(args.out / "compare.json", {"scale": args.scale, "rows": [r._asdict() for r in rows]})
-    page(rows, args.out, args.scale, page_folder or args.out / "compare")
+    from envs.io.page import command_line
+
+    page(rows, args.out, args.scale, page_folder or args.out / "compare",
+         page_command or command_line("python -m generative compare", args))
     return rows
 

@@ -6,7 +6,8 @@ The perceptron and an MLP on XOR, universal approximation by one hidden layer (�
 scikit-learn's 8x8 digits (§2); a U-Net segmenting generated shapes (§3); the vanishing and
 exploding gradients of the Elman RNN and the LSTM solving the long-range adding problem that the
 Elman RNN cannot (§4). The section goes into ``OUT/foundations/`` with a ``section.json``; the page
-(:mod:`envs.io.page`) puts it first, in notes order. Budgets are reduced unless ``--full``.
+(:mod:`envs.io.page`) puts it first, in notes order. Budgets are reduced unless ``--full``; ``--only`` runs some
+parts, and each section's page shows the command that reproduces it.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from envs.io.figures import learning_curves, save_figure
-from envs.io.page import Item, write_index, write_section
+from envs.io.figures import PALETTE, learning_curves, save_figure
+from envs.io.page import Item, command_line, write_index, write_section
 from generative.data.digits import load_digits_split
 from generative.nn.mlp import XOR_X, XOR_Y, train_xor, universal_approximation, universal_approximation_figure
 from generative.nn.perceptron import train_perceptron
@@ -34,6 +35,9 @@ from generative.tasks.classification import CNNConfig, classifier_figures, train
 from generative.tasks.segmentation import UNetConfig, segmentation_figure, train_unet
 from generative.tasks.sequences import LSTMConfig, RNNConfig, train_lstm, train_rnn
 from generative.training import set_threads
+
+Part = Literal["foundations", "models", "flows", "gans", "diffusion", "compare"]
+"""The demo's parts: §1-4, §6-7 (the VAEs of §6 are the §7 table's), §8, §9, §10, the §10.6 comparison."""
 
 
 @dataclass
@@ -78,6 +82,18 @@ class Demo:
     """Torch CPU threads (one is the fastest on a busy 2-core machine)."""
     progress: bool = True
     """Show progress bars."""
+    only: tuple[Part, ...] = ()
+    """Run only these parts (foundations §1-4, models §6-7, flows §8, gans §9, diffusion §10, compare §10.6) and
+    keep the other sections on the page; empty: all."""
+
+    def selected(self, part: Part) -> bool:
+        """Whether this demo runs ``part``."""
+        return not self.only or part in self.only
+
+
+def section_command(args: Demo, part: Part) -> str:
+    """The command that reproduces ``part``'s section: this demo's settings, that part only."""
+    return command_line("python -m generative demo", dataclasses.replace(args, only=(part,)))
 
 
 def _fit_budget(config: Any, progress: bool, threads: int, **changes: Any) -> Any:
@@ -110,21 +126,19 @@ def perceptron_figure(seed: int = 0) -> tuple[Figure, dict[str, Any]]:
     return fig, facts
 
 
-def run_demo(args: Demo) -> Path:
-    start = time.perf_counter()
-    set_threads(args.threads)
-    folder = args.out / "foundations"
+def foundations_section(args: Demo, folder: Path, say: Any) -> dict[str, Any]:
+    """§1-4: the perceptron and XOR, universal approximation, the CNN, the U-Net, gradients through time and the
+    adding problem; returns their numbers."""
     runs = folder / "runs"
     if runs.exists():  # the demo owns its run folders: a re-run starts them afresh
         shutil.rmtree(runs)
-    say = tqdm.write if args.progress else (lambda _: None)
     budget = "full" if args.full else "reduced"
     items: list[Item] = []
     summary: dict[str, Any] = {}
 
     say("generative demo: §1 perceptron, XOR, universal approximation")
     fig, facts = perceptron_figure()
-    save_figure(fig, folder / "perceptron.png")
+    save_figure(fig, folder / "perceptron.png", wide=True)
     summary["perceptron"] = facts
     items.append({"kind": "image", "file": "perceptron.png", "wide": True, "caption": (
         f"Left: the perceptron rule stops after {facts['separable_epochs']} epochs on separable data (an epoch "
@@ -163,7 +177,7 @@ def run_demo(args: Demo) -> Path:
     with torch.no_grad():
         unet.model.eval()
         predicted = unet.model.predict(torch.from_numpy(fixed.images[:8])).numpy()
-    save_figure(segmentation_figure(fixed.images[:8], fixed.labels[:8], predicted), folder / "unet.png")
+    save_figure(segmentation_figure(fixed.images[:8], fixed.labels[:8], predicted), folder / "unet.png", wide=True)
     summary["unet_mean_iou"] = unet.mean_iou
     items.append({"kind": "image", "file": "unet.png", "wide": True, "caption": (
         f"U-Net (notes §3.2, skips by concatenation, transposed-convolution upsampling) after {unet_config.fit.steps} "
@@ -184,10 +198,12 @@ def run_demo(args: Demo) -> Path:
         config = _fit_budget(config, args.progress, args.threads, **changes)
         results[name] = trainer(config, runs / name)
     T = LSTMConfig(**sequence).T
-    curves = {name: ([r["step"] for r in res.fit.rows], [r["relative_mse"] for r in res.fit.rows])
+    labels = {"lstm": "LSTM", "rnn": "Elman RNN"}
+    curves = {labels[name]: ([r["step"] for r in res.fit.rows], [r["relative_mse"] for r in res.fit.rows])
               for name, res in results.items()}
     save_figure(learning_curves(curves, window=1, xlabel="step", ylabel="training MSE / baseline MSE", logy=True,
-                                title=f"The adding problem, T = {T}: sum of two marked values"), folder / "adding.png")
+                                title=f"The adding problem, T = {T}: sum of two marked values",
+                                colors={"LSTM": PALETTE.learned, "Elman RNN": PALETTE.reference}), folder / "adding.png")
     summary.update({f"{n}_test_mse": r.test_mse for n, r in results.items()})
     items.append({"kind": "image", "file": "adding.png", "caption": (
         f"The adding problem with sequences of {T} steps (notes §4): predicting the mean gives MSE "
@@ -197,14 +213,27 @@ def run_demo(args: Demo) -> Path:
 
     write_section(folder, "1", "Neural-network foundations (notes §1-4)",
                   "The building blocks every later model stands on, each trained live on data that ships with the "
-                  f"package ({budget} budgets; `make demo-full` trains the full ones).", items)
-    summary["foundations_seconds"] = round(time.perf_counter() - start, 1)
-    from generative.demo_models import run_models_demo
+                  f"package ({budget} budgets; `make demo-full` trains the full ones).", items,
+                  command=section_command(args, "foundations"))
+    return summary
 
-    summary["models"] = run_models_demo(args, say)
-    from generative.demo_generators import run_generators_demo
 
-    summary["generators"] = run_generators_demo(args, say)
+def run_demo(args: Demo) -> Path:
+    start = time.perf_counter()
+    set_threads(args.threads)
+    say = tqdm.write if args.progress else (lambda _: None)
+    summary: dict[str, Any] = {}
+    if args.selected("foundations"):
+        summary.update(foundations_section(args, args.out / "foundations", say))
+        summary["foundations_seconds"] = round(time.perf_counter() - start, 1)
+    if args.selected("models"):
+        from generative.demo_models import run_models_demo
+
+        summary["models"] = run_models_demo(args, say)
+    if any(args.selected(part) for part in ("flows", "gans", "diffusion", "compare")):
+        from generative.demo_generators import run_generators_demo
+
+        summary["generators"] = run_generators_demo(args, say)
     index = write_index(args.out)
     print(json.dumps({"index": str(index), "generative": summary, "seconds": round(time.perf_counter() - start, 1)}))
     return index

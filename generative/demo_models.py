@@ -27,6 +27,7 @@ import torch
 from envs.io.figures import image_grid, save_figure
 from envs.io.page import Item, write_section
 from generative.data.digits import load_digits_split
+from generative.demo import section_command
 from generative.models.autoencoders import fit_linear_autoencoder, pca, principal_angles, reconstruction_error
 from generative.table import TABLE_MODELS, Row, TableCommand, run_table
 from generative.tasks.density import load_density
@@ -60,7 +61,8 @@ def samples_item(rows: list[Row], samples: Path, folder: Path) -> Item:
     """One figure with every model's 64-sample grid."""
     images = [iio.imread(samples / f"{r.model}.png") for r in rows]
     titles = [f"{r.model}\n{r.test_nll:.2f} nats" for r in rows]
-    save_figure(image_grid(images, titles, columns=5, cell=2.4, cmap="gray", fontsize=10), folder / "samples.png")
+    save_figure(image_grid(images, titles, columns=5, cell=2.4, cmap="gray", fontsize=10), folder / "samples.png",
+                wide=True)
     return {"kind": "image", "file": "samples.png", "wide": True, "caption": (
         "64 samples of each model (seeded), with its test NLL: independent pixels draw noise in the shape of the "
         "mean digit; every autoregressive model draws strokes, each pixel given the ones before it.")}
@@ -128,7 +130,7 @@ def autoregressive_section(args: Any, folder: Path, say: Say) -> dict[str, Any]:
     vrnn = train_vrnn(_fit(VRNNTrainConfig(), args, **steps), folder / "runs" / "vrnn")
     rnn = train_stroke_rnn(_fit(StrokeRNNTrainConfig(), args, **steps), folder / "runs" / "stroke_rnn")
     figure = sampled_strokes_figure({"VRNN": vrnn.model, "RNN": rnn.model}, VRNNTrainConfig().data.split())
-    save_figure(figure, folder / "strokes.png")
+    save_figure(figure, folder / "strokes.png", wide=True)
     items.append({"kind": "image", "file": "strokes.png", "wide": True, "caption": (
         f"Pen strokes (dx, dy, pen up) of procedural digits and curves: real test drawings, then samples of the VRNN "
         f"(notes §7.6, Chung et al. 2015: prior, encoder and decoder conditioned on the RNN state) and of a plain RNN "
@@ -137,7 +139,8 @@ def autoregressive_section(args: Any, folder: Path, say: Say) -> dict[str, Any]:
         f"RNN exact {rnn.test_score:.1f} (higher is better; continuous densities, so positive values are possible).")})
     write_section(folder, "7", "Autoregressive models (notes §7)",
                   "Every model of the chapter trained live on data that ships with the package: the 8x8 digits, "
-                  "procedural audio and procedural pen strokes (reduced budgets unless `make demo-full`).", items)
+                  "procedural audio and procedural pen strokes (reduced budgets unless `make demo-full`).", items,
+                  command=section_command(args, "models"))
     return {"table": {r.model: round(r.test_nll, 3) for r in rows}, "wavenet_bits": wavenet.test_bits,
             "vrnn_elbo": vrnn.test_score, "rnn_log_likelihood": rnn.test_score}
 
@@ -197,14 +200,14 @@ def autoencoder_section(args: Any, folder: Path, runs: Path, say: Say) -> dict[s
         if name == "vae":
             figures = vae_figures(model, xb, yb)
             for key in ("samples", "interpolation", "latent_map", "traversals"):
-                save_figure(figures[key], folder / f"vae_{key}.png")
+                save_figure(figures[key], folder / f"vae_{key}.png", wide=key == "interpolation")  # a strip
         save_figure(kl_figure(kls[name]), folder / f"{name.replace('-', '_')}_kl.png")
     active = {name: int((kl > 0.01).sum()) for name, kl in kls.items()}
     total = {name: float(kl.sum()) for name, kl in kls.items()}
     items += [
         {"kind": "image", "file": "vae_samples.png", "caption": (
             "VAE (notes §6.3): z ~ N(0, I) through the Bernoulli decoder, its mean and a draw, rows alternating.")},
-        {"kind": "image", "file": "vae_interpolation.png", "caption": (
+        {"kind": "image", "file": "vae_interpolation.png", "wide": True, "caption": (
             "Decoder means along the line between the posterior means of two test digits: the latent space is "
             "continuous, every point on the way decodes to a digit-like image.")},
         {"kind": "image", "file": "vae_latent_map.png", "caption": "Posterior means of the test digits, coloured by class."},
@@ -220,7 +223,7 @@ def autoencoder_section(args: Any, folder: Path, runs: Path, say: Say) -> dict[s
     ]
     write_section(folder, "6", "Autoencoders and variational autoencoders (notes §6)",
                   "Autoencoders trained live on the 8x8 digits; the VAEs are those of the likelihood table (§7 section).",
-                  items)
+                  items, command=section_command(args, "models"))
     facts.update({"active_units": active, "total_kl": total})
     return facts
 

@@ -5,7 +5,8 @@ A method is an :class:`Objective`: it owns its modules and data and computes ``l
 learning-rate schedule (warm-up, then cosine, linear or constant), gradient clipping exactly as notes
 §4.3, an optional exponential moving average of the weights, the progress bar with the loss, the run
 folder (``config.json``, ``metrics.csv``, atomic ``checkpoint.pt``, lock; :class:`envs.io.RunFolder`),
-bit-identical resume, a clean stop on a non-finite loss, and data-parallel training under ``torchrun``.
+TensorBoard (on by default) and Weights & Biases (``--config.fit.wandb``) logs, bit-identical resume, a
+clean stop on a non-finite loss, and data-parallel training under ``torchrun``.
 
 Optional hooks on the objective, used only where a method needs them:
 
@@ -17,6 +18,9 @@ Optional hooks on the objective, used only where a method needs them:
 * ``evaluate(step) -> dict[str, float]`` — metrics, every ``eval_every`` steps and at the end; the
   values join ``metrics.csv``. Declared as ``evaluate(step, run_dir)`` it also gets the run folder,
   to write sample grids and other pictures there.
+* ``pictures(step) -> dict[str, np.ndarray]`` — images of the model at each evaluation (sample grids,
+  test renders): name -> uint8 ``[H, W, 3]`` or ``[H, W]``, shown in TensorBoard and W&B. Called only
+  when one of them is on (:attr:`envs.io.RunFolder.logs_images`), with the EMA weights like ``evaluate``.
 * ``state_dict() / load_state_dict(state)`` — extra state of the objective for the checkpoint
   (tensors and plain data).
 
@@ -39,7 +43,7 @@ import inspect
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
@@ -114,8 +118,12 @@ class FitConfig:
     """Steps between checkpoints (one is always written at the end)."""
     progress: bool = True
     """Show a progress bar with the loss."""
-    tensorboard: bool = False
-    """Also write the logged rows as TensorBoard scalars to ``RUN/tensorboard``."""
+    tensorboard: bool = True
+    """Write the logged rows and the evaluation images to ``RUN/tensorboard`` (without the tensorboard package:
+    one note, no log)."""
+    wandb: bool = False
+    """Also log rows and images to Weights & Biases (needs the wandb package; offline unless an API key is
+    configured, ``WANDB_MODE`` overrides; files in ``RUN/wandb``)."""
 
     def __post_init__(self) -> None:
         if min(self.steps, self.log_every, self.checkpoint_every, self.threads) < 1 or self.eval_every < 0:
@@ -388,14 +396,17 @@ def fit(
     """Minimise ``objective.loss`` for ``config.steps`` steps; see the module docstring.
 
     ``run_dir`` is a folder, or a :class:`~envs.io.run.RunFolder` that the caller opened (and closes;
-    its ``resume`` flag then counts). ``record`` is what a new folder's ``config.json`` stores (the
-    method's whole typed config); by default the ``FitConfig``. ``on_log`` sees every row of ``metrics.csv``.
+    its ``resume`` flag then counts). Either way ``config.tensorboard`` and ``config.wandb`` choose the folder's
+    trackers. ``record`` is what a new folder's ``config.json`` stores (the method's whole typed config); by
+    default the ``FitConfig``. ``on_log`` sees every row of ``metrics.csv``.
     """
     set_threads(config.threads)
     device = resolve_device(config.device)
     place = distributed(device.type)
+    tracking = {"tensorboard": None if config.tensorboard else False, "wandb": config.wandb}  # None: when installed
     with opened(run_dir, config=record if record is not None else config, resume=resume, writer=place.main,
-                tensorboard=config.tensorboard) as run:
+                **tracking) as run:
+        run.track(**tracking)  # a folder the caller opened takes them too
         return _fit(objective, config, run, run.resume, desc, place, on_log)
 
 
@@ -458,17 +469,19 @@ def _fit(objective: Objective, config: FitConfig, run: RunFolder, resume: bool, 
         }
 
     def run_evaluation() -> dict[str, float]:
-        if not hasattr(objective, "evaluate"):
+        pictures = getattr(objective, "pictures", None)
+        if not hasattr(objective, "evaluate") and not callable(pictures):  # the same on every rank
             return {}
+        draws = callable(pictures) and run.logs_images  # only rank 0's folder logs
         result: dict[str, float] = {}
         if place.main:
-            # evaluate(step) or evaluate(step, run_dir): the latter may write pictures into the run folder
-            kwargs = {"run_dir": run.path} if "run_dir" in inspect.signature(objective.evaluate).parameters else {}
-            if ema is not None:
-                with ema.swapped():
-                    result = dict(objective.evaluate(step, **kwargs))
-            else:
-                result = dict(objective.evaluate(step, **kwargs))
+            with ema.swapped() if ema is not None else nullcontext():
+                if hasattr(objective, "evaluate"):
+                    # evaluate(step) or evaluate(step, run_dir): the latter may write pictures into the run folder
+                    wants_dir = "run_dir" in inspect.signature(objective.evaluate).parameters
+                    result = dict(objective.evaluate(step, **({"run_dir": run.path} if wants_dir else {})))
+                for name, image in (pictures(step) if draws else {}).items():
+                    run.log_image(name, image, step)
         if place.world_size > 1:
             import torch.distributed as dist
 

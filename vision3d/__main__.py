@@ -1,4 +1,4 @@
-"""``python -m vision3d render | fit <method> | eval | compare | demo`` (see ``--help`` of each)."""
+"""``python -m vision3d render | fit <method> | eval | compare | demo | view | process-data`` (``--help`` of each)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ def main(argv: list[str] | None = None) -> int:
     from vision3d.commands import Eval, FitCommand, Render, evaluate, fit, fit_command_with_preset, render
     from vision3d.compare import Compare, run_compare
     from vision3d.demo import Demo, run_demo
+    from vision3d.process_data import ProcessData, process_data
+    from vision3d.viewer import View, serve
 
-    commands = {"render": Render, "fit": FitCommand, "eval": Eval, "compare": Compare, "demo": Demo}
+    commands = {"render": Render, "fit": FitCommand, "eval": Eval, "compare": Compare, "demo": Demo, "view": View,
+                "process-data": ProcessData}
     description = ("3D reconstruction (notes §12): render datasets, fit implicit surfaces, radiance fields and "
                    "Gaussians, evaluate meshes, compare every method on one scene.")
     args = parse(commands, argv, "python -m vision3d", description)
@@ -33,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(json.loads((args.out / "comparison.json").read_text())))
         else:
             print((args.out / "comparison.md").read_text(), end="")
+    elif isinstance(args, ProcessData):
+        report(process_data(args), args.json)
+    elif isinstance(args, View):
+        return serve(args)
     else:
         run_demo(args)
     return 0

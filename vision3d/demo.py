@@ -29,8 +29,8 @@ import trimesh
 from tqdm.auto import tqdm
 
 from envs.io.figures import image_grid, save_figure
-from envs.io.page import Item, write_index, write_section
-from envs.io.video import write_video
+from envs.io.page import Item, command_line, write_index, write_section
+from envs.io.video import side_by_side, write_video
 from generative.training import load_modules, set_threads
 from vision3d.camera import Intrinsics, sphere_poses
 from vision3d.compare import COLUMNS, Compare, Row, run_compare, table_cells, with_steps
@@ -88,8 +88,24 @@ def _view(mesh: trimesh.Trimesh, intrinsics: Intrinsics, c2w: np.ndarray) -> np.
         return composite(renderer.render(c2w)[0]) / 255.0
 
 
-def _grid_picture(path: Path, images: list[np.ndarray], titles: list[str], columns: int) -> None:
-    save_figure(image_grid(images, titles, columns, cell=3.0, fontsize=12), path, dpi=100)
+def _grid_picture(path: Path, images: list[np.ndarray], titles: list[str], columns: int, cell: float = 3.0,
+                  wide: bool | None = None) -> None:
+    """Images in a grid of ``cell``-inch cells, titled at 12 points, for a column of the page or (``wide``) its width."""
+    save_figure(image_grid(images, titles, columns, cell=cell, fontsize=12), path, dpi=100, wide=wide)
+
+
+def _orbit_strip(run: Path, path: Path, min_height: int = 192) -> str:
+    """The run's colour and depth turntables side by side in one video at ``path``, each pixel repeated an integer
+    number of times (nearest, no blur) until the frames are at least ``min_height`` high; returns what the caption
+    says of that (``"64x64 renders, each pixel shown 3x3"``)."""
+    import imageio.v2 as imageio
+
+    videos = [imageio.mimread(run / name, format="FFMPEG", memtest=False) for name in ("orbit.mp4", "orbit_depth.mp4")]
+    factor = max(1, -(-min_height // videos[0][0].shape[0]))
+    enlarged = [[np.repeat(np.repeat(np.asarray(f)[..., :3], factor, 0), factor, 1) for f in v] for v in videos]
+    write_video(side_by_side(*enlarged), path, fps=24)
+    height, width = videos[0][0].shape[:2]
+    return f"{width}x{height} renders" + (f", each pixel shown {factor}x{factor}" if factor > 1 else "")
 
 
 def _configs(args: Demo) -> dict[str, Any]:
@@ -123,19 +139,20 @@ def _interpolation(folder: Path, model: Any, names: list[str], resolution: int, 
         c2w = sphere_poses(1, radius=framing_radius(mesh, intrinsics.camera_angle_x) * 1.15, mode="turntable",
                            elevation=30.0)[0]
         images.append(_view(mesh, intrinsics, c2w))
-    _grid_picture(folder / "deepsdf_interpolation.png", images, [f"alpha = {x:.2f}" for x in alphas], frames)
+    _grid_picture(folder / "deepsdf_interpolation.png", images, [f"alpha = {x:.2f}" for x in alphas], frames,
+                  cell=min(3.0, 13.5 / frames), wide=True)
     sequence = images + images[::-1]
     write_video([np.round(255 * np.clip(f, 0, 1)).astype(np.uint8) for f in sequence], folder / "deepsdf_interpolation.mp4",
                 fps=4)
     return [
-        {"kind": "image", "file": "deepsdf_interpolation.png",
+        {"kind": "image", "file": "deepsdf_interpolation.png", "wide": True,
          "caption": f"DeepSDF: decoding (1 - alpha) z_{names[a]} + alpha z_{names[b]}; one decoder holds "
                     f"{len(names)} shapes ({', '.join(names)})."},
         {"kind": "video", "file": "deepsdf_interpolation.mp4", "caption": "The same walk through latent space."},
     ]
 
 
-def _radiance_section(folder: Path, runs: Path, rows: dict[str, Row], budget: str, args: Demo) -> Path:
+def _radiance_section(folder: Path, runs: Path, rows: dict[str, Row], budget: str, args: Demo, command: str) -> Path:
     """§12.4-12.5: NeRF's and Gaussians' held-out views beside the truth, their videos, the table of all methods."""
     folder.mkdir(parents=True, exist_ok=True)
     nerf, splats = rows["nerf"], rows["gaussians"]
@@ -147,25 +164,23 @@ def _radiance_section(folder: Path, runs: Path, rows: dict[str, Row], budget: st
     for m, label in (("nerf", "NeRF"), ("gaussians", "Gaussians")):
         images += [p[:, : p.shape[1] // 2] for p in pairs[m]]
         titles += [f"{label}: {v['psnr']:.1f} dB" for v in metrics[m]["appearance"]["per_view"][:n_views]]
-    _grid_picture(folder / "radiance_test_views.png", images, titles, n_views)
-    for m in IMAGE_METHODS:
-        for video in ("orbit.mp4", "orbit_depth.mp4"):
-            shutil.copyfile(runs / m / video, folder / f"{m}_{video}")
+    _grid_picture(folder / "radiance_test_views.png", images, titles, n_views, cell=min(2.4, 13.5 / n_views), wide=True)
+    shown = {m: _orbit_strip(runs / m, folder / f"{m}_orbit.mp4") for m in IMAGE_METHODS}
     for name in ("comparison.png", "comparison.md", "comparison.json"):
         shutil.copyfile(runs / name, folder / name)
     size = metrics["nerf"]["appearance"]["size"]
     timing = (f"NeRF {nerf.steps} steps in {nerf.fit_seconds:.0f} s, Gaussians {splats.steps} steps in "
               f"{splats.fit_seconds:.0f} s")
     items: list[Item] = [
-        {"kind": "image", "file": "radiance_test_views.png",
+        {"kind": "image", "file": "radiance_test_views.png", "wide": True,
          "caption": f"Held-out test views at {size[1]}x{size[0]}: ground truth (top), NeRF (hash encoding and "
                     f"occupancy grid, the CPU fast path) and 3D Gaussians, with each view's PSNR ({timing})."},
-        {"kind": "video", "file": "nerf_orbit.mp4", "caption": "NeRF: a turntable of novel views (volume rendering)."},
-        {"kind": "video", "file": "nerf_orbit_depth.mp4", "caption": "NeRF: the expected depth of the same views."},
-        {"kind": "video", "file": "gaussians_orbit.mp4",
-         "caption": f"Gaussians ({metrics['gaussians']['n_gaussians']:,} after densification and pruning): the same "
-                    "turntable, rasterised."},
-        {"kind": "video", "file": "gaussians_orbit_depth.mp4", "caption": "Gaussians: the alpha-blended depth."},
+        {"kind": "video", "file": "nerf_orbit.mp4", "caption": (
+            f"NeRF: a turntable of novel views by volume rendering (left) and their expected depth (right; "
+            f"{shown['nerf']}).")},
+        {"kind": "video", "file": "gaussians_orbit.mp4", "caption": (
+            f"Gaussians ({metrics['gaussians']['n_gaussians']:,} after densification and pruning): the same turntable, "
+            f"rasterised (left), and the alpha-blended depth (right; {shown['gaussians']}).")},
         {"kind": "table", "file": "comparison.md", "columns": list(COLUMNS), "rows": table_cells(list(rows.values())),
          "caption": f"All six methods on the same {args.shape} (python -m vision3d compare). Geometry against the "
                     "ground-truth mesh where a method has a surface; PSNR/SSIM on the held-out views where it "
@@ -186,11 +201,13 @@ def _radiance_section(folder: Path, runs: Path, rows: dict[str, Row], budget: st
            if budget == "reduced" else f"Trained live with each method's full budget ({timing}): ")
         + f"on the held-out views NeRF reaches {nerf.psnr:.2f} dB and Gaussians {splats.psnr:.2f} dB, {ahead} "
         f"{abs(splats.psnr - nerf.psnr):.2f} dB ahead of {behind}"
-        + (" (`make demo-full` trains each method's full budget)." if budget == "reduced" else "."), items)
+        + (" (`make demo-full` trains each method's full budget)." if budget == "reduced" else "."), items,
+        command=command)
 
 
 def run_demo(args: Demo) -> Path:
     start = time.perf_counter()
+    command = command_line("python -m vision3d demo", args)  # both sections come from one run of every method
     folder = args.out / "vision3d"
     data_root, runs = folder / "data", folder / "runs"
     say = tqdm.write if args.progress else (lambda _: None)
@@ -223,17 +240,18 @@ def run_demo(args: Demo) -> Path:
     images = [_view(load_mesh(data / "mesh.ply"), intrinsics, c2w)]
     images += [_view(load_mesh(p), intrinsics, c2w) for p in meshes.values()]
     titles = ["ground truth"] + [f"{m}\nChamfer-L1 {rows[m].chamfer_l1:.4f}" for m in meshes]
-    _grid_picture(folder / "reconstructions.png", images, titles, len(images))
+    _grid_picture(folder / "reconstructions.png", images, titles, len(images), cell=min(3.0, 13.5 / len(images)),
+                  wide=True)
 
     # DVR renders its own surface and texture (the secant method) for held-out cameras.
     dvr_views = load_blender(data, "test", size=64, max_views=4)
     rendering = render_field(load_dvr(runs / "dvr"), dvr_views.intrinsics, dvr_views.poses)
     _grid_picture(folder / "dvr_test_views.png", list(dvr_views.rgb) + list(rendering.rgb),
-                  [f"test view {i}" for i in range(4)] + [f"DVR render {i}" for i in range(4)], 4)
+                  [f"test view {i}" for i in range(4)] + [f"DVR render {i}" for i in range(4)], 4, cell=1.6, wide=False)
 
     steps = {m: rows[m].steps for m in rows}
     items: list[Item] = [
-        {"kind": "image", "file": "reconstructions.png",
+        {"kind": "image", "file": "reconstructions.png", "wide": True,
          "caption": "A held-out view of the ground truth and of the marching-cubes meshes of each method: occupancy "
                     "network (§12.1, labelled points), IGR (§12.2, points only), DVR (§12.3, 50 images with masks "
                     f"at 64x64), DeepSDF (§12.1, one decoder for {len(deepsdf_shapes)} shapes)."},
@@ -254,8 +272,9 @@ def run_demo(args: Demo) -> Path:
                   "each network; the numbers compare them with the ground-truth mesh. "
                   f"Trained live with a {budget} budget: occupancy {steps['occupancy']}, IGR {steps['igr']}, "
                   f"DVR {steps['dvr']} and DeepSDF {steps['deepsdf']} steps, marching cubes at {args.resolution}^3"
-                  + (" (`make demo-full` trains each method's full budget)." if not args.full else "."), items)
-    _radiance_section(args.out / "vision3d-radiance", runs, rows, budget, args)
+                  + (" (`make demo-full` trains each method's full budget)." if not args.full else "."), items,
+                  command=command)
+    _radiance_section(args.out / "vision3d-radiance", runs, rows, budget, args, command)
     index = write_index(args.out)
     summary = {m: {k: getattr(r, k) for k in ("iou", "chamfer_l1", "normal_consistency", "psnr", "ssim",
                                                 "fit_seconds", "steps")} for m, r in rows.items()}

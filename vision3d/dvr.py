@@ -226,6 +226,7 @@ class DVRObjective:
         rgb: Tensor,  # [R, 3]
         mask: Tensor,  # [R] bool
         config: DVRConfig,
+        preview: tuple[np.ndarray, Intrinsics, np.ndarray] | None = None,  # pose [4, 4], intrinsics, rgb [H, W, 3]
     ) -> None:
         r = rays_o.shape[0]
         if rays_d.shape != (r, 3) or rgb.shape != (r, 3) or mask.shape != (r,) or rays_o.shape != (r, 3):
@@ -235,6 +236,7 @@ class DVRObjective:
             )
         self.model, self.config = model, config
         self.rays_o, self.rays_d, self.rgb, self.mask = rays_o, rays_d, rgb, mask.bool()
+        self.preview = preview  # a view that evaluations render for the trackers (``pictures``)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"dvr": self.model}
@@ -260,6 +262,18 @@ class DVRObjective:
             "hit_rate": terms.n_photometric / max(1, int(self.mask[idx].sum())),
         }
 
+    def pictures(self, step: int) -> dict[str, np.ndarray]:
+        """The preview view rendered beside its image, for the trackers (nothing without a preview)."""
+        from envs.io.video import side_by_side
+        from vision3d.appearance import to_uint8
+
+        if self.preview is None:
+            return {}
+        pose, intrinsics, truth = self.preview
+        rgb = render_field(self.model, intrinsics, pose[None], self.config.n_steps, self.config.n_secant,
+                           device=self.rays_o.device).rgb[0]
+        return {"render_vs_truth": side_by_side([to_uint8(rgb)], [to_uint8(truth)])[0]}
+
 
 def fit_dvr(data: Path, run_dir: Path | RunFolder, config: DVRConfig | None = None, resume: bool = False) -> Reconstruction:
     """Fit DVR to the training views of a Blender-layout dataset at ``data``; see the module docstring.
@@ -281,7 +295,7 @@ def fit_dvr(data: Path, run_dir: Path | RunFolder, config: DVRConfig | None = No
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device).reshape(-1, *a.shape[3:])
 
     objective = DVRObjective(model, flat(origins), flat(directions), flat(views.rgb), flat(views.masks, torch.bool),
-                             config)
+                             config, preview=(views.poses[0], views.intrinsics, views.rgb[0]))
     return fit_image_model(objective, model, config, run_dir, resume, "dvr", data.name, device)
 
 

@@ -416,6 +416,7 @@ class NeRFObjective:
         rays_o: Tensor,  # [P, 3] every training pixel's ray
         rays_d: Tensor,  # [P, 3]
         rgb: Tensor,  # [P, 3] its colour on the background
+        preview: tuple[np.ndarray, Intrinsics, np.ndarray] | None = None,  # pose [4, 4], intrinsics, rgb [H, W, 3]
     ) -> None:
         p = rays_o.shape[0]
         if rays_o.shape != (p, 3) or rays_d.shape != (p, 3) or rgb.shape != (p, 3):
@@ -424,6 +425,7 @@ class NeRFObjective:
         self.model, self.config = model, model.config
         self.rays_o, self.rays_d, self.rgb = rays_o, rays_d, rgb
         self.near, self.far, self.hit = near_far(rays_o, rays_d, self.config.bound)
+        self.preview = preview  # a view that evaluations render for the trackers (``pictures``)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"nerf": self.model}
@@ -446,6 +448,17 @@ class NeRFObjective:
             device = grid.mask.device
             generator = torch.Generator(device).manual_seed(self.config.fit.seed * 1_000_003 + step)
             grid.update(self.model.coarse.density, generator)
+
+    def pictures(self, step: int) -> dict[str, np.ndarray]:
+        """The preview view rendered beside its image, for the trackers (nothing without a preview)."""
+        from envs.io.video import side_by_side
+        from vision3d.appearance import to_uint8
+
+        if self.preview is None:
+            return {}
+        pose, intrinsics, truth = self.preview
+        render = render_image(self.model, pose, intrinsics, self.config).rgb
+        return {"render_vs_truth": side_by_side([to_uint8(render)], [to_uint8(truth)])[0]}
 
 
 def training_rays(data: Path, config: NeRFConfig, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
@@ -474,7 +487,9 @@ def fit_nerf(
     seed_everything(config.fit.seed)
     device = resolve_device(config.fit.device)
     model = NeRFModel(config).to(device)
-    objective = NeRFObjective(model, *training_rays(data, config, device))
+    first = load_blender(data, "train", background=config.background, size=config.size, max_views=1)
+    objective = NeRFObjective(model, *training_rays(data, config, device),
+                              preview=(first.poses[0], first.intrinsics, first.rgb[0]))
     return fit_image_model(objective, model, config, run_dir, resume, "nerf", data.name, device)
 
 

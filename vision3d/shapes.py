@@ -7,7 +7,9 @@ images (§12.3). Every one of these needs a ground-truth object; this module mak
   (2, 3) torus knot) and ``wire_knot`` (the same knot as a thin wire: a scene for radiance fields,
   §12.4-12.5, whose thin structure coarse ray sampling misses);
 * composite objects built from primitives and united into one watertight mesh with manifold3d
-  boolean operations (through ``trimesh.boolean``): ``chair`` and ``mug``.
+  boolean operations (through ``trimesh.boolean``): ``chair`` and ``mug``;
+* ``spotted``: a sphere under random coloured spots, the texture structure from motion needs (COLMAP,
+  ``python -m vision3d process-data``).
 
 Every shape carries per-vertex albedo colours from a procedural pattern (stripes, checks, colour per
 part), so rendered images have texture for the DVR texture field to learn (Niemeyer et al., 2020).
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
+from scipy.spatial import cKDTree
 
 #: Major and minor radius of the ``torus`` shape, already in normalised units (R + r = 0.5).
 TORUS_R = 0.35
@@ -280,6 +283,47 @@ def mug() -> trimesh.Trimesh:
     return _colored(normalize_mesh(mesh), _mix(index, palette))
 
 
+# --- texture for structure from motion --------------------------------------------------------------
+
+
+def spot_pattern(
+    points: np.ndarray,  # [N, 3]
+    n: int,
+    radii: tuple[float, float] = (0.01, 0.05),
+    seed: int = 0,
+) -> np.ndarray:  # [N, 3] in [0, 1]
+    """Colours of ``n`` round spots on a light grey ground: centres at random ``points``, radii log-uniform in
+    ``radii``, random colours (a third of them darkened), smaller spots painted over larger ones, each with a
+    soft rim (the outer 30% of its radius blends into what is below).
+
+    Blobs of many sizes are what SIFT's difference-of-Gaussians detector finds, and random ones do not repeat;
+    the stripes and checks of the other shapes give edges and one repeated corner, which COLMAP cannot match.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or not 0 < n <= len(points):
+        raise ValueError(f"points must be [N, 3] with N >= n > 0, got {points.shape} and n={n}")
+    rng = np.random.default_rng(seed)
+    centres = points[rng.choice(len(points), n, replace=False)]
+    radius = np.exp(rng.uniform(math.log(radii[0]), math.log(radii[1]), n))
+    colour = rng.uniform(0.0, 1.0, (n, 3)) * np.where(rng.uniform(size=n) < 1 / 3, 0.25, 1.0)[:, None]
+    out = np.full((len(points), 3), 0.6)
+    tree = cKDTree(points)
+    for k in np.argsort(-radius):
+        inside = np.asarray(tree.query_ball_point(centres[k], radius[k]), dtype=np.int64)
+        distance = np.linalg.norm(points[inside] - centres[k], axis=1)
+        weight = np.clip((radius[k] - distance) / (0.3 * radius[k]), 0.0, 1.0)[:, None]
+        out[inside] = (1.0 - weight) * out[inside] + weight * colour[k]
+    return out
+
+
+def spotted() -> trimesh.Trimesh:
+    """A sphere of radius 0.5 under 2000 random coloured spots (:func:`spot_pattern`): a scene that structure from
+    motion can register (``python -m vision3d process-data``, :mod:`vision3d.colmap`)."""
+    mesh = trimesh.creation.icosphere(subdivisions=6, radius=0.5)  # edges of about 0.017: spots stay round
+    rgb = spot_pattern(mesh.vertices, 2000)
+    return _colored(mesh, np.round(255.0 * np.concatenate([rgb, np.ones((len(rgb), 1))], axis=1)).astype(np.uint8))
+
+
 SHAPES: dict[str, Callable[[], trimesh.Trimesh]] = {
     "sphere": sphere,
     "torus": torus,
@@ -289,6 +333,7 @@ SHAPES: dict[str, Callable[[], trimesh.Trimesh]] = {
     "wire_knot": wire_knot,
     "chair": chair,
     "mug": mug,
+    "spotted": spotted,
 }
 
 

@@ -545,6 +545,14 @@ class SplatObjective:
         images = render_views(self.state.gaussians(), self.views.poses, self.views.intrinsics, self.config)
         return {"train_psnr": psnr(images, self.views.rgb.cpu().numpy()), "n_gaussians": float(len(self.state))}
 
+    def pictures(self, step: int) -> dict[str, np.ndarray]:
+        """The first training view rendered beside its image, for the trackers."""
+        from envs.io.video import side_by_side
+        from vision3d.appearance import to_uint8
+
+        render = render_views(self.state.gaussians(), self.views.poses[:1], self.views.intrinsics, self.config)[0]
+        return {"render_vs_truth": side_by_side([to_uint8(render)], [to_uint8(self.views.rgb[0].cpu().numpy())])[0]}
+
     def state_dict(self) -> dict[str, object]:
         return {"gaussians": self.state.state_dict(), "grad_accum": self.grad_accum.clone(),
                 "denom": self.denom.clone(), "max_radii": self.max_radii.clone()}

@@ -9,5 +9,19 @@ from agents.deep.dqn import DQN, DQNConfig
 from agents.deep.reinforce import REINFORCE, ReinforceConfig
 from agents.deep.trainer import RunConfig, RunResult, TrainingDiverged, train
 
-__all__ = ["DQN", "REINFORCE", "ActorCritic", "ActorCriticConfig", "Batch", "ReinforceConfig", "DQNConfig", "DeepAgent", "Iteration", "ReplayBuffer", "RunConfig",
-           "RunResult", "TrainingDiverged", "train"]
+__all__ = [
+           "DQN",
+           "REINFORCE",
+           "ActorCritic",
+           "ActorCriticConfig",
+           "Batch",
+           "DQNConfig",
+           "DeepAgent",
+           "Iteration",
+           "ReinforceConfig",
+           "ReplayBuffer",
+           "RunConfig",
+           "RunResult",
+           "TrainingDiverged",
+           "train",
+]

@@ -12,7 +12,7 @@ and ``n_steps = 1`` gives the TD error ``delta = r + gamma V(s') - V(s)``. The l
 A terminated episode does not bootstrap (``V = 0`` after it); a truncated one (time limit)
 bootstraps from the value of its true final observation, ``infos["final_obs"]``.
 
-Options that A2C implementations commonly have, all off by default (``agents/hyperparams.py`` turns
+Options that A2C implementations commonly have, all off by default (``agents/hyperparams/actor-critic.yml`` turns
 them on where they were measured to help):
 
 * ``gae_lambda < 1`` replaces ``G_t`` by the lambda-return, whose advantage ``G^lambda_t - V(s_t)`` is

@@ -80,7 +80,7 @@ class DeepAgent(ABC):
         """Anything else a resumed run needs (replay buffer, current observation, ...), as plain data."""
         return {}
 
-    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`extra_state`."""
 
     # ------------------------------------------------------------------ checkpoints

@@ -9,7 +9,9 @@ with ``torch.load(weights_only=True)``):
   ``checkpoint.pt`` the agent (networks, optimizers, random generators, replay buffer, the live
                     environments' state as plain data) and the loop
   ``best.pt``       the agent at its best periodic evaluation (as Stable-Baselines3's EvalCallback)
-  ``tensorboard/``  the same scalars, with ``tensorboard=True``
+  ``tensorboard/``  the same scalars (by default, when the tensorboard package is installed), and at each
+                    evaluation the last frame of its last episode as the image ``eval/last_frame`` when the
+                    evaluation environment renders ``rgb_array`` (one render call per evaluation)
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ class RunConfig:
     """Seed of the evaluation episodes (the agent has its own)."""
     resume: bool = False
     """Continue the run in ``out`` from its checkpoint.pt."""
-    tensorboard: bool = False
-    """Also write TensorBoard scalars to ``out/tensorboard``."""
+    tensorboard: bool | None = None
+    """Also write TensorBoard scalars and images to ``out/tensorboard``; None: when the package is installed."""
+    wandb: bool = False
+    """Also log to Weights & Biases (:class:`envs.io.run.RunFolder`)."""
     progress: bool = True
     """Show a progress bar."""
     final: Literal["best", "last"] = "best"
@@ -98,6 +102,17 @@ def load_agent_state(path: Path) -> dict[str, Any]:
     return state["agent"]
 
 
+def last_frame(env: Any) -> np.ndarray | None:  # -> uint8 [H, W, 3]
+    """What ``env`` shows now (after an evaluation: the end of its last episode), or None when it does not
+    render ``rgb_array`` images."""
+    if getattr(env, "render_mode", None) != "rgb_array":
+        return None
+    frame = env.render()
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        return None
+    return frame
+
+
 def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig,
           folder: RunFolder | None = None) -> RunResult:
     """Train ``agent`` for ``run.steps`` environment steps; see the module docstring for the outputs.
@@ -105,8 +120,9 @@ def train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig,
     ``folder`` is an open run folder of the caller (whose ``config.json`` describes the whole run);
     without one, ``run.out`` is opened with ``run`` as its config.
     """
-    with opened(folder or run.out, config=run, resume=run.resume, tensorboard=run.tensorboard) as folder:
-        return _train(agent, make_eval_env, run, folder)
+    with opened(folder or run.out, config=run, resume=run.resume, tensorboard=run.tensorboard,
+                wandb=run.wandb) as run_folder:
+        return _train(agent, make_eval_env, run, run_folder)
 
 
 def _train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig, folder: RunFolder) -> RunResult:
@@ -147,6 +163,9 @@ def _train(agent: DeepAgent, make_eval_env: Callable[[], Any], run: RunConfig, f
                 loop["next_eval"] = agent.steps + run.eval_every
                 recent, losses = [], {}
                 folder.log(row)
+                frame = last_frame(eval_env) if folder.logs_images else None
+                if frame is not None:
+                    folder.log_image("eval/last_frame", frame, agent.steps)
                 if row["eval_mean"] >= loop["best"]:  # ties go to the later, longer-trained weights
                     loop["best"], loop["best_step"] = row["eval_mean"], agent.steps
                     folder.save(_state(agent, loop, folder), BEST)

@@ -219,7 +219,7 @@ class TabularAgent(ABC):
     def _step(self, step: Transition) -> int | None:
         """Hook: learn from one transition; return the next action (None once ``step.done``)."""
 
-    def _end_episode(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
+    def _end_episode(self) -> None:
         """Hook: learn at the end of an episode."""
 
     @abstractmethod
@@ -254,7 +254,7 @@ class TabularAgent(ABC):
         self.visits = np.array(visits, dtype=np.int64)
         self._on_tables()
 
-    def _on_tables(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
+    def _on_tables(self) -> None:
         """Hook: the tables (and so ``S`` and ``A``) are now known."""
 
     def _require_tables(self) -> None:

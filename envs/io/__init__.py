@@ -2,7 +2,8 @@
 
 Each module has one job: :mod:`~envs.io.files` atomic writes, :mod:`~envs.io.checkpoint` checkpoint
 files and :mod:`~envs.io.arrays` NumPy files that cannot run code, :mod:`~envs.io.config` the one config serialiser, :mod:`~envs.io.run` the
-run folder, :mod:`~envs.io.video` the one MP4 writer, :mod:`~envs.io.figures` the one figure helper,
+run folder, :mod:`~envs.io.tracking` its TensorBoard and W&B logs, :mod:`~envs.io.video` the one MP4
+writer, :mod:`~envs.io.figures` the one figure helper,
 :mod:`~envs.io.page` the demo page and :mod:`~envs.io.cli` the command-line helpers. Names load on
 first use (PEP 562), so ``import envs.io`` costs nothing until they are needed.
 """
@@ -20,6 +21,7 @@ _NAMES = {
     "config": ("differences", "dumps", "from_jsonable", "loads", "resumed", "to_jsonable"),
     "run": ("BEST", "CHECKPOINT", "CONFIG", "METRICS", "RunFolder", "TrainingDiverged", "holds_run", "numbered", "opened", "resume_config",
             "rng_state", "set_rng_state"),
+    "tracking": ("EventFile", "start_wandb", "wandb_mode"),
     "video": ("as_frame", "pad_even", "side_by_side", "write_video"),
     "figures": ("image_grid", "learning_curves", "moving_average", "save_figure", "wrap_title"),
     "page": ("write_index", "write_section"),

@@ -3,6 +3,12 @@
 Nothing depends on a GUI backend and figures are garbage-collected like any other object.
 :func:`learning_curves` and :func:`image_grid` are the two pictures every package draws; a
 package's own pictures (value maps, reconstructions) build a ``Figure`` and save it here.
+
+Legibility: :func:`save_figure` (and :func:`figure_image`, for video frames) raise every label (tick labels, axis
+labels, titles, legends, colour bars) to at least :data:`envs.io.page.MIN_TEXT_PX` pixels at the width the demo
+page shows the picture, and record the smallest label's size in the PNG (``min_label_px``). Colours:
+:data:`PALETTE` gives one colour per role (the method, what it is compared with, the truth, training-time
+numbers, chance), the same in every picture and video.
 """
 
 from __future__ import annotations
@@ -10,23 +16,98 @@ from __future__ import annotations
 import os
 import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from envs.io.files import atomic_path
+from envs.io.page import FIGURE_WIDTH, MIN_TEXT_PX, WIDE_WIDTH, spans_page
 
 Curve = np.ndarray | Sequence[float] | tuple[Sequence[float], Sequence[float]]
 """``y`` values (drawn against their index) or an ``(x, y)`` pair."""
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-    """Write ``fig`` as a PNG of ``figsize * dpi`` pixels to ``path`` atomically; return the path."""
+@dataclass(frozen=True)
+class Palette:
+    """One colour per role, the same in every picture and video of the page (:data:`PALETTE`)."""
+
+    learned: str = "#1f77b4"
+    """What a section is about: the method it trains, its evaluation, its fit."""
+    reference: str = "#ff7f0e"
+    """What that is compared with: a peer method, a baseline, a scripted controller."""
+    truth: str = "#2ca02c"
+    """The ground truth: targets, true keypoints, the data."""
+    training: str = "#9467bd"
+    """Numbers measured while training (the behaviour policy's returns), beside the evaluation's."""
+    chance: str = "#7f7f7f"
+    """The floor: random actions, a trivial predictor."""
+
+
+PALETTE = Palette()
+
+
+def shown_width(fig: Figure, dpi: float = 100, wide: bool | None = None) -> float:
+    """Width in CSS pixels at which the demo page shows ``fig`` saved at ``dpi``: never enlarged, at most a column
+    (:data:`~envs.io.page.FIGURE_WIDTH`) or, when ``wide`` (``None``: when it is too wide for a column), the page."""
+    width = fig.get_figwidth() * dpi
+    if wide is None:
+        wide = spans_page("image", round(width))
+    return min(width, WIDE_WIDTH if wide else FIGURE_WIDTH)
+
+
+def label_texts(fig: Figure) -> list[Text]:
+    """The visible, non-empty labels of ``fig``: tick and axis labels, titles, legends, figure titles, colour bars;
+    not the annotations drawn inside axes (``ax.text``), whose size belongs to what they annotate."""
+    fig.draw_without_rendering()  # tick labels exist only once the figure is laid out
+    inside = {id(t) for ax in fig.axes for t in ax.texts}
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and id(t) not in inside]
+
+
+def legible(fig: Figure, dpi: float = 100, wide: bool | None = None, min_px: float = MIN_TEXT_PX) -> float:
+    """Raise every label of ``fig`` (:func:`label_texts`) smaller than ``min_px`` CSS pixels as the page shows it
+    (:func:`shown_width`) to that size; return the smallest label's size in the picture's own pixels."""
+    scale = shown_width(fig, dpi, wide) / (fig.get_figwidth() * dpi)
+    min_points = np.ceil(min_px * 72.0 / (dpi * scale) * 100) / 100  # rounded up, so that it is never a hair short
+    fig.draw_without_rendering()  # the tick labels as they will be drawn
+    for ax in fig.axes:
+        for name in ("x", "y"):
+            ticks = getattr(ax, f"{name}axis").get_ticklabels(which="both")
+            if ticks and min(t.get_fontsize() for t in ticks) < min_points:
+                ax.tick_params(axis=name, which="both", labelsize=min_points)
+    for text in label_texts(fig):
+        if text.get_fontsize() < min_points:
+            text.set_fontsize(min_points)
+    sizes = [t.get_fontsize() for t in label_texts(fig)]
+    return (min(sizes) if sizes else float("inf")) * dpi / 72.0
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100, *, wide: bool | None = None) -> Path:
+    """Write ``fig`` as a PNG of ``figsize * dpi`` pixels to ``path`` atomically; return the path.
+
+    Labels are first made :func:`legible` at the size the page shows the picture (``wide``: it spans the page;
+    ``None``: when it is too wide for a column); the PNG's ``min_label_px`` text field records the smallest
+    label's size in its own pixels.
+    """
     path = Path(path)
+    smallest = legible(fig, dpi, wide)
+    metadata = {"min_label_px": f"{smallest:.3f}"} if np.isfinite(smallest) else {}
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png", metadata=metadata)
     return path
+
+
+def figure_image(fig: Figure, dpi: int = 100, *, wide: bool | None = None) -> np.ndarray:  # -> uint8 [H, W, 3]
+    """``fig`` rendered to an RGB array (a video frame), its labels made :func:`legible` as for :func:`save_figure`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    legible(fig, dpi, wide)
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def wrap_title(title: str, width_inches: float, fontsize: float = 11.0) -> str:
@@ -73,12 +154,15 @@ def learning_curves(
     title: str = "",
     ylim: tuple[float, float] | None = None,
     logy: bool = False,
+    colors: Mapping[str, str] | None = None,
 ) -> Figure:
     """Plot each curve faint and its ``window``-point moving average bold, one colour each.
 
     A curve is ``y`` (drawn against 0, 1, ...) or ``(x, y)``, e.g. returns against environment
     steps. The average over points ``i - window + 1 .. i`` is drawn at ``x[i]``; a curve shorter
     than ``window`` is averaged over its whole length; with ``window=1`` only the curve is drawn.
+    ``colors`` gives curves their colour by name (a role of :data:`PALETTE`); the others take
+    matplotlib's cycle in order.
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
@@ -87,7 +171,7 @@ def learning_curves(
     for i, (name, curve) in enumerate(curves.items()):
         x, y = _xy(name, curve)
         w = min(window, len(y))
-        color = f"C{i % 10}"
+        color = (colors or {}).get(name, f"C{i % 10}")
         if w > 1:
             ax.plot(x, y, color=color, alpha=0.25, linewidth=0.8)
         ax.plot(x[w - 1 :], moving_average(y, w), color=color, linewidth=2.0, label=name,

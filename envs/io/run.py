@@ -2,7 +2,10 @@
 
 ``RUN/``
   ``config.json``    the resolved configuration (:mod:`envs.io.config`), written when the run starts
-  ``metrics.csv``    one row per log step (rewritten atomically; TensorBoard too with ``tensorboard=True``)
+  ``metrics.csv``    one row per log step (rewritten atomically)
+  ``tensorboard/``   the same rows as scalars and the images of :meth:`RunFolder.log_image`, by default
+  ``wandb.json``     the id of the run's Weights & Biases run (``wandb=True``), kept so a resume continues it;
+                     W&B's own files go to ``wandb/``
   ``checkpoint.pt``  the latest state (:mod:`envs.io.checkpoint`: tensors and plain data only)
   ``best.pt``        the state at the best evaluation, for loops that keep one
   ``.lock``          the owner's pid and host while the run is open
@@ -13,13 +16,20 @@ already holds one; ``resume`` refuses a folder without a checkpoint; leftovers o
 mid-way are removed on the next start; the rows of ``metrics.csv`` and the elapsed seconds are part
 of the checkpoint, so a resumed run writes the same file as an uninterrupted one and its clock
 keeps counting. ``envs`` is the lowest package, so the folder is torch-free until a checkpoint is
-written or TensorBoard is asked for.
+written: TensorBoard files are written with the ``tensorboard`` package's protobuf messages alone.
+
+Tracking: TensorBoard is on by default when the ``tensorboard`` package is installed (without it, one
+note and no log; asked for explicitly, a one-line error); W&B when asked for (``wandb=True``), offline
+unless an API key is configured (``WANDB_MODE`` overrides). The event files are opened at the first
+row, so a resumed run's new file starts with a purge marker at the step after its checkpoint's last
+row: TensorBoard drops what the killed run wrote after that, and no curve shows a step twice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import random
 import socket
@@ -36,6 +46,16 @@ import numpy as np
 from envs.io.checkpoint import load_checkpoint, save_checkpoint
 from envs.io.config import dumps, resumed
 from envs.io.files import atomic_write_csv, atomic_write_text, remove_stale_temporaries
+from envs.io.tracking import (
+    TENSORBOARD,
+    EventFile,
+    check_image,
+    finish_wandb,
+    installed,
+    note_once,
+    start_wandb,
+    tensorboard_ready,
+)
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -131,9 +151,12 @@ class RunFolder:
         resume: continue the run in ``path``; it must hold a ``checkpoint.pt``.
         writer: ``False`` for the processes of a distributed run other than rank 0: they neither
             lock nor write, but can read the checkpoint.
-        tensorboard: also write every row of ``metrics.csv`` as TensorBoard scalars to ``path/tensorboard``.
+        tensorboard: also write every row of ``metrics.csv`` as TensorBoard scalars, and the images of
+            :meth:`log_image`, to ``path/tensorboard``. ``None`` (the default): when the ``tensorboard``
+            package is installed (else one note on stderr); ``True`` without the package is an error.
+        wandb: also log the rows and images to Weights & Biases (:func:`envs.io.tracking.start_wandb`).
 
-    Use it as a context manager (or call :meth:`close`) so the lock is released.
+    Use it as a context manager (or call :meth:`close`) so the lock is released and the trackers flushed.
     """
 
     def __init__(
@@ -143,14 +166,18 @@ class RunFolder:
         config: Any = None,
         resume: bool = False,
         writer: bool = True,
-        tensorboard: bool = False,
+        tensorboard: bool | None = None,
+        wandb: bool = False,
     ) -> None:
         self.path = Path(path)
         self.writer, self.resume = writer, resume
         self.rows: list[dict[str, Any]] = []
         self.stored_config: dict[str, Any] | None = None
         self._offset, self._start = 0.0, time.perf_counter()
-        self._tensorboard: Any = None
+        self._tensorboard = False  # whether rows go to TensorBoard; the file opens at the first one
+        self._events: EventFile | None = None
+        self._purge_step: int | None = None
+        self._wandb: Any = None
         self._finalizer: weakref.finalize | None = None
         if resume and not self.path.is_dir():
             raise ValueError(f"resume: {self.path} does not exist, so there is no run to resume")
@@ -163,8 +190,7 @@ class RunFolder:
                 remove_stale_temporaries(self.path, recursive=True)
                 if not resume and config is not None:
                     atomic_write_text(self.path / CONFIG, dumps(config))
-                if tensorboard:
-                    self._open_tensorboard()
+            self.track(tensorboard=tensorboard, wandb=wandb)
         except BaseException:
             self.close()
             raise
@@ -214,54 +240,96 @@ class RunFolder:
         raise ValueError(f"run folder {self.path}: could not take the lock {lock}")
 
     def close(self) -> None:
-        """Release the lock and close TensorBoard; calling it again does nothing."""
-        if self._tensorboard is not None:
-            self._tensorboard.close()
-            self._tensorboard = None
+        """Close TensorBoard's file, finish the W&B run and release the lock; calling it again does nothing."""
+        self.track(tensorboard=False, wandb=False)
         if self._finalizer is not None:
             self._finalizer()
             self._finalizer = None
 
-    def __enter__(self) -> RunFolder:
+    def __enter__(self) -> RunFolder:  # noqa: PYI034  (typing.Self needs Python 3.11)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ metrics and clock
-    def _open_tensorboard(self) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as err:
-            raise ValueError(f"tensorboard=True needs the tensorboard package (pip install tensorboard): {err}") from None
-        self._tensorboard = SummaryWriter(str(self.path / "tensorboard"))
+    # ------------------------------------------------------------------ tracking
+    def track(self, *, tensorboard: bool | None = None, wandb: bool = False) -> None:
+        """Choose the trackers (the arguments of the constructor; a fit applies its config's choice with it).
+        A tracker asked for without its package is a one-line ``ValueError`` in every process; only the
+        writer opens files. Turning one off closes it (TensorBoard's file, the W&B run)."""
+        if wandb and not installed("wandb"):
+            raise ValueError("--wandb needs the wandb package: pip install wandb")
+        if tensorboard and not tensorboard_ready():
+            raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard")
+        if tensorboard is None:
+            tensorboard = tensorboard_ready()
+            if not tensorboard and self.writer:
+                note_once("note: the tensorboard package is not installed, so runs write no TensorBoard log "
+                          "(pip install tensorboard)")
+        self._tensorboard = bool(tensorboard and self.writer)
+        if not self._tensorboard and self._events is not None:
+            self._events.close()
+            self._events = None
+        if wandb and self.writer and self._wandb is None:
+            config = json.loads((self.path / CONFIG).read_text()) if (self.path / CONFIG).is_file() else None
+            self._wandb = start_wandb(self.path, config)
+        elif not wandb and self._wandb is not None:
+            finish_wandb(self._wandb)
+            self._wandb = None
 
+    @property
+    def logs_images(self) -> bool:
+        """Whether :meth:`log_image` goes anywhere (a tracker is on in this process), so that a loop can skip
+        drawing pictures nobody will see."""
+        return self._tensorboard or self._wandb is not None
+
+    def _event_file(self) -> EventFile:
+        if self._events is None:
+            self._events = EventFile(self.path / TENSORBOARD, self._purge_step)
+        return self._events
+
+    def log_image(self, tag: str, image: np.ndarray, step: int) -> None:  # image: uint8 [H, W, 3] or [H, W]
+        """Show ``image`` under ``tag`` at ``step`` in TensorBoard and W&B (whichever are on; only the writer)."""
+        image = check_image(image)
+        if self._tensorboard:
+            self._event_file().image(tag, image, int(step))
+        if self._wandb is not None:
+            import wandb
+
+            self._wandb.log({tag: wandb.Image(image)}, step=int(step))
+
+    # ------------------------------------------------------------------ metrics and clock
     @property
     def seconds(self) -> float:
         """Seconds the run has been working, summed over every resume."""
         return self._offset + time.perf_counter() - self._start
 
     def log(self, row: Mapping[str, Any], step_key: str = "step") -> None:
-        """Append ``row`` to ``metrics.csv`` (and TensorBoard, against ``row[step_key]``)."""
+        """Append ``row`` to ``metrics.csv``; its numbers also go to TensorBoard and W&B, against ``row[step_key]``."""
         self.rows.append(dict(row))
         if not self.writer:
             return
         atomic_write_csv(self.path / METRICS, self.rows)
-        if self._tensorboard is not None:
-            step = int(row.get(step_key, len(self.rows)))
-            for key, value in row.items():
-                if key != step_key and isinstance(value, (int, float)):
-                    self._tensorboard.add_scalar(key, value, step)
-            self._tensorboard.flush()
+        step = int(row.get(step_key, len(self.rows)))
+        values = {k: float(v) for k, v in row.items() if k != step_key and isinstance(v, numbers.Real)}
+        if self._tensorboard:
+            self._event_file().scalars(values, step)
+        if self._wandb is not None:
+            self._wandb.log(values, step=step)
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps of the folder: the logged rows and the elapsed seconds."""
         return {"rows": [dict(r) for r in self.rows], "seconds": self.seconds}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from a checkpoint: its rows (later rows of a killed run are dropped) and its clock."""
+        """Continue from a checkpoint: its rows (later rows of a killed run are dropped, in TensorBoard too)
+        and its clock."""
         self.rows = [dict(r) for r in state["rows"]]
         self._offset, self._start = float(state["seconds"]), time.perf_counter()
+        self._purge_step = int(self.rows[-1].get("step", len(self.rows))) + 1 if self.rows else 0
+        if self._events is not None:  # a new file, which starts with the purge marker
+            self._events.close()
+            self._events = None
         if self.writer and self.rows:
             atomic_write_csv(self.path / METRICS, self.rows)
 

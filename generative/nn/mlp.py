@@ -200,8 +200,11 @@ def universal_approximation_figure(result: ApproximationResult) -> Figure:
     """Left: max-abs error against width (log-log). Right: the target and the fits."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax_err, ax_fit = fig.subplots(1, 2)
-    ax_err.loglog(result.widths, result.staircase_errors, "s--", label="staircase, least-squares v")
-    ax_err.loglog(result.widths, result.errors, "o-", label="trained (L-BFGS)")
+    from envs.io.figures import PALETTE
+
+    ax_err.loglog(result.widths, result.staircase_errors, "s--", color=PALETTE.reference,
+                  label="staircase, least-squares v")
+    ax_err.loglog(result.widths, result.errors, "o-", color=PALETTE.learned, label="trained (L-BFGS)")
     ax_err.legend(fontsize=8)
     ax_err.set_xlabel("hidden units n")
     ax_err.set_ylabel(r"$\max_x |f_n(x) - g(x)|$")

@@ -186,6 +186,16 @@ class AEObjective(OneModel):
             "baseline_mse": float((test_corrupted - self.x_test).pow(2).mean()) if self.config.corrupting else nan,
         }
 
+    @torch.no_grad()
+    def pictures(self, step: int) -> dict[str, np.ndarray]:
+        """Eight test digits for the trackers: the input (corrupted, for the corrupting variants) above the output."""
+        from generative.tasks.density import grid_image
+
+        inputs = self.corrupted(self.x_test[:8])
+        with evaluating(self.model):
+            outputs = self.model(inputs.to(self.device)).cpu()
+        return {"reconstructions": grid_image(torch.cat([inputs, outputs]).clamp(0, 1).numpy())}
+
 
 def train_autoencoder(config: AEConfig | None = None, run_dir: Path | str | RunFolder = "runs/autoencoder",
                       resume: bool = False) -> AEResult:

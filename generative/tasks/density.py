@@ -43,6 +43,8 @@ BEST = "best.pt"
 """The run folder's file with the weights of the best validation NLL."""
 EVAL_SEED = 1234
 """Seed of the noise in the evaluation of latent models (the same every time, so evaluations compare)."""
+PICTURES = 16
+"""Samples in the grid that each evaluation shows in TensorBoard and W&B (``DensityObjective.pictures``)."""
 
 Density = ImageDensity | LatentDensity
 
@@ -131,6 +133,13 @@ class DensityObjective(OneModel):
             self.best_val, self.best_step = criterion, step
             self.best_state = copy.deepcopy(self.model.state_dict())
         return {"val_nll": val, "best_val_objective": self.best_val}
+
+    @torch.no_grad()
+    def pictures(self, step: int) -> dict[str, np.ndarray]:
+        """A grid of samples drawn with a fixed seed (the same noise at every evaluation), for the trackers."""
+        with evaluating(self.model):
+            x = self.model.sample(PICTURES, torch.Generator(device=self.device).manual_seed(EVAL_SEED))
+        return {"samples": grid_image(network_input(x, self.model.levels).cpu().numpy())}
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_val": self.best_val, "best_step": self.best_step, "best_state": self.best_state}
@@ -244,17 +253,34 @@ def tile(images: np.ndarray, columns: int, pad: int = 1, scale: int = 1) -> np.n
     return np.kron(canvas, np.ones((scale, scale), dtype=np.float32)) if scale > 1 else canvas
 
 
+def grid_image(images: np.ndarray, columns: int = 8, scale: int = 4) -> np.ndarray:  # [N, 1, H, W] -> uint8 [H', W']
+    """Images in ``[0, 1]`` tiled by :func:`tile` as one 8-bit grey picture (sample grids for files and trackers)."""
+    grid = tile(np.asarray(images, dtype=np.float32), columns, scale=scale)
+    return (np.clip(grid, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def points_image(points: np.ndarray, extent: float = 3.0, size: int = 96) -> np.ndarray:  # [N, 2] -> uint8 [size, size]
+    """2-D samples as a grey histogram of ``[-extent, extent]^2`` (+y at the top, as a plot reads): white where
+    there are none, black in the fullest cell (square root scale, so that sparse modes show)."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points must be [N, 2], got {list(points.shape)}")
+    counts, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=size, range=[[-extent, extent]] * 2)
+    shade = np.sqrt(counts[::-1] / max(counts.max(), 1.0))
+    return np.round(255 * (1.0 - shade)).astype(np.uint8)
+
+
 def write_grid(images: np.ndarray, levels: int, path: Path, columns: int = 8, scale: int = 8) -> Path:
     """Samples ``[N, 1, H, W]`` (binary floats or int levels) as a grey PNG grid, written atomically."""
     import imageio.v3 as iio
 
     from envs.io.files import atomic_path
 
-    grid = tile(np.asarray(images, dtype=np.float32) / (levels - 1), columns, scale=scale)
+    grid = grid_image(np.asarray(images, dtype=np.float32) / (levels - 1), columns, scale=scale)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        iio.imwrite(tmp, (grid * 255).round().astype(np.uint8), extension=".png")
+        iio.imwrite(tmp, grid, extension=".png")
     return path
 
 

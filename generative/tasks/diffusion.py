@@ -213,10 +213,12 @@ class DiffusionObjective(OneModel):
     """Algorithm 2: ``|| eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t[, y]) ||^2`` (mean per entry)."""
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor | None, schedule: Schedule, batch_size: int,
-                 cond_drop: float, device: torch.device) -> None:  # x: [N, ...], y: [N] or None
+                 cond_drop: float, device: torch.device, config: DiffusionTrainConfig | None = None,
+                 codec: LatentCodec | None = None) -> None:  # x: [N, ...], y: [N] or None
         self.model, self.x, self.y, self.schedule = model, x, y, schedule
         self.batch_size, self.cond_drop, self.device = batch_size, cond_drop, device
         self.alphas_cumprod = schedule.alphas_cumprod.float()
+        self.config, self.codec = config, codec  # with a config, evaluations show samples (``pictures``)
 
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         B = self.batch_size
@@ -231,6 +233,18 @@ class DiffusionObjective(OneModel):
         x_t = q_sample(x0, t, eps, self.alphas_cumprod)
         d = self.device
         return F.mse_loss(self.model(x_t.to(d), t.to(d), y), eps.to(d)), {}
+
+    @torch.no_grad()
+    def pictures(self, step: int) -> dict[str, np.ndarray]:
+        """DDIM-20 samples from fixed noise, for the trackers: a grid of 16 digits, or a histogram of 1000 toy points."""
+        from generative.tasks.density import grid_image, points_image
+
+        if self.config is None:
+            return {}
+        toy = self.config.data in toys.TOYS
+        x = generate(Loaded(self.model, self.config, self.codec), 1000 if toy else 16, torch.Generator().manual_seed(0),
+                     "ddim", steps=min(20, self.config.T))
+        return {"samples": points_image(x.numpy()) if toy else grid_image(x.clamp(0, 1).numpy())}
 
 
 class DiffusionResult(NamedTuple):
@@ -255,7 +269,8 @@ def train_diffusion(config: DiffusionTrainConfig, run_dir: Path | str | RunFolde
         x, y = training_data(config, codec)
         seed_everything(config.fit.seed)
         model = build_network(config).to(device)
-        objective = DiffusionObjective(model, x, y, config.make_schedule(), config.batch_size, config.cond_drop, device)
+        objective = DiffusionObjective(model, x, y, config.make_schedule(), config.batch_size, config.cond_drop, device,
+                                       config, codec)
         result = fit(objective, config.fit, run, resume=run.resume, desc=desc, record=config)
         run.save({"modules": {"model": model.state_dict()}, "step": result.steps}, FINAL)
     seconds = time.perf_counter() - start

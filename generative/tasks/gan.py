@@ -272,6 +272,15 @@ class GANObjective:
         x = self.generate(c.eval_samples)
         return {"log_density": float(log_density(c.data, x).clamp_min(-50.0).mean())}  # type: ignore[arg-type]
 
+    def pictures(self, step: int) -> dict[str, np.ndarray]:
+        """The generator's samples from fixed latents, for the trackers: a grid of 16 digits, or a histogram
+        of ``eval_samples`` points."""
+        from generative.tasks.density import grid_image, points_image
+
+        if self.config.data == "digits":
+            return {"samples": grid_image(self.generate(16).clamp(0, 1).numpy())}
+        return {"samples": points_image(self.generate(self.config.eval_samples).numpy())}
+
 
 # ------------------------------------------------------------------------------------------------ experiment
 MODE_VARIANTS: tuple[str, ...] = ("minimax", "non-saturating", "unrolled-5", "unrolled-10", "r1", "wgan-gp")
@@ -375,6 +384,8 @@ def toy_figure(samples: np.ndarray, data: str, title: str = "") -> Any:  # sampl
     """Samples (dots) over the true density of the toy ``data`` (shaded), on ``[-3, 3]^2``."""
     from matplotlib.figure import Figure
 
+    from envs.io.figures import PALETTE
+
     grid = torch.linspace(-3, 3, 200)
     xx, yy = torch.meshgrid(grid, grid, indexing="xy")
     points = torch.stack([xx.flatten(), yy.flatten()], 1)  # [200 * 200, 2]
@@ -382,7 +393,7 @@ def toy_figure(samples: np.ndarray, data: str, title: str = "") -> Any:  # sampl
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
     ax.imshow(density.numpy(), extent=(-3, 3, -3, 3), origin="lower", cmap="Greys")
-    ax.scatter(samples[:, 0], samples[:, 1], s=2, c="tab:red", alpha=0.5)
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, c=PALETTE.learned, alpha=0.5)
     ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", title=title)
     return fig
 

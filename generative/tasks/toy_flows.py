@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
@@ -103,6 +104,14 @@ class ToyFlowObjective(OneModel):
     def evaluate(self, step: int) -> dict[str, float]:
         with evaluating(self.model):
             return {"test_nll": float(-self.model.log_prob(self.x_test).mean())}
+
+    @torch.no_grad()
+    def pictures(self, step: int) -> dict[str, np.ndarray]:
+        """The flow's density on ``[-3.5, 3.5]^2`` (+y at the top), scaled to its maximum, for the trackers."""
+        param = next(self.model.parameters())
+        with evaluating(self.model):
+            density = self.model.log_prob(density_grid(3.5, 96).to(param)).exp().view(96, 96).cpu()
+        return {"density": np.round(255 * (density / density.max().clamp_min(1e-300)).numpy()).astype(np.uint8)}
 
 
 def density_grid(extent: float, n: int) -> Tensor:  # -> [n * n, 2]

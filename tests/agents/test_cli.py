@@ -122,13 +122,20 @@ def test_bad_arguments_are_clear_errors(tmp_path):
 
 @pytest.mark.parametrize("runs, episodes", [(2, 150)])
 def test_demo_writes_an_index_with_pictures_and_videos(tmp_path, runs, episodes):
-    from agents.demo import Demo, run_demo
+    import dataclasses
 
-    index = run_demo(Demo(out=tmp_path, runs=runs, episodes=episodes, progress=False, dqn_steps=3_000, reacher_steps=2_000))
+    from agents.demo import Demo, run_demo
+    from envs.io.page import command_line
+
+    args = Demo(out=tmp_path, runs=runs, episodes=episodes, progress=False, dqn_steps=3_000, reacher_steps=2_000)
+    index = run_demo(args)
     page = index.read_text()
     assert page.count("<section ") == 3 and page.count("<video") == 4 and page.count("<img") >= 9
     for folder in ("dynamic-programming", "cliff-walking", "deep-rl"):
         manifest = json.loads((tmp_path / folder / "section.json").read_text())
+        # the section's command is this demo's, for that section only
+        assert manifest["command"] == command_line("python -m agents demo", dataclasses.replace(args, only=(folder,)))
+        assert f"--only {folder}" in manifest["command"] and f"--runs {runs}" in manifest["command"]
         for item in manifest["items"]:
             assert (tmp_path / folder / item["file"]).stat().st_size > 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import matplotlib.colors as mcolors
 import numpy as np
 import pytest
@@ -33,7 +32,7 @@ def test_heatmap_one_arrow_per_policy_cell_pointing_along_action() -> None:
     # (U, V) is (dcol, drow): left, down, right, up for actions 0..3.
     expected = {0: (-1, 0), 1: (0, 1), 2: (1, 0), 3: (0, -1)}
     for (x, y), u, v in zip(quiver.get_offsets(), quiver.U, quiver.V, strict=True):
-        direction = expected[policy[int(round(y)), int(x)]]
+        direction = expected[policy[round(y), int(x)]]
         assert np.sign([u, v]).tolist() == list(direction)
 
 
@@ -62,7 +61,7 @@ def test_heatmap_masks_nan_cells_in_wall_colour() -> None:
 
     def colour_at(r: int, c: int) -> np.ndarray:
         x, y = ax.transData.transform((c + 0.2, r + 0.2))  # off the cell centre, away from grid lines
-        return pixels[pixels.shape[0] - int(round(y)), int(round(x))].astype(int)
+        return pixels[pixels.shape[0] - round(y), round(x)].astype(int)
 
     wall = np.array(mcolors.to_rgb(WALL_COLOR)) * 255
     np.testing.assert_allclose(colour_at(2, 3), wall, atol=3)
@@ -159,3 +158,18 @@ def test_long_titles_wrap_and_legends_stay_inside_the_figure(shape: tuple[int, i
     legend = fig.legends[0].get_window_extent(renderer)
     assert figure_box.x0 <= legend.x0 and legend.x1 <= figure_box.x1 and legend.y0 >= figure_box.y0
     assert not legend.overlaps(fig.axes[0].get_window_extent(renderer))
+
+
+def test_band_curves_shade_only_entries_with_several_seeds() -> None:
+    from agents.curves import Band
+    from agents.plots import band_curves
+
+    x = np.arange(4.0)
+    fig = band_curves({"a": Band(x, x, x - 1, x + 1, 3), "b": Band(x, 2 * x, 2 * x, 2 * x, 1)}, title="t")
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 and len(ax.collections) == 1  # one band: b has a single seed
+    np.testing.assert_allclose(ax.collections[0].get_paths()[0].vertices[:, 1].min(), -1.0)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (3 seeds)", "b (1 seed)"]
+    assert "95% bootstrap confidence interval" in ax.get_title()
+    with pytest.raises(ValueError, match="band 'c'"):
+        band_curves({"c": Band(x, x[:2], x, x, 2)})

@@ -260,29 +260,29 @@ def test_random_states_round_trip_through_a_checkpoint(tmp_path):
 
 # ---------------------------------------------------------------------- the demo page
 def test_index_orders_sections_by_the_notes_and_escapes_titles(tmp_path):
-    write_section(tmp_path / "rl", "11.3", "Late <section>", "second", [{"kind": "video", "file": "a.mp4", "caption": "v"}])
-    write_section(tmp_path / "nn", "2", "Early", "first", [{"kind": "image", "file": "b.png", "caption": "i"}])
-    write_section(tmp_path / "dp", "11", "Middle", "x", [{"kind": "image", "file": "c.png", "caption": "c", "wide": True}])
+    write_section(tmp_path / "rl", "11.3", "Late <section>", "second", [{"kind": "video", "file": "a.mp4", "caption": "v"}], command="python -m x demo")
+    write_section(tmp_path / "nn", "2", "Early", "first", [{"kind": "image", "file": "b.png", "caption": "i"}], command="python -m x demo")
+    write_section(tmp_path / "dp", "11", "Middle", "x", [{"kind": "image", "file": "c.png", "caption": "c", "wide": True}], command="python -m x demo")
     page = write_index(tmp_path).read_text()
     assert page.index("Early") < page.index("Middle") < page.index("Late &lt;section&gt;")
     assert 'src="rl/a.mp4"' in page and 'src="nn/b.png"' in page and "class=wide" in page
     with pytest.raises(ValueError, match="section"):
-        write_section(tmp_path / "x", "eleven", "t", "x", [])
+        write_section(tmp_path / "x", "eleven", "t", "x", [], command="python -m x demo")
     with pytest.raises(ValueError, match="caption"):
-        write_section(tmp_path / "x", "1", "t", "x", [{"kind": "image", "file": "a.png"}])
+        write_section(tmp_path / "x", "1", "t", "x", [{"kind": "image", "file": "a.png"}], command="python -m x demo")
 
 
 def test_a_section_shows_a_table_with_escaped_cells_and_a_link_to_its_file(tmp_path):
     table = {"kind": "table", "file": "table.md", "caption": "numbers", "columns": ["method", "PSNR"],
              "rows": [["nerf", "24.10"], ["<b>gaussians</b>", "26.30"]]}
-    write_section(tmp_path / "v", "12.4", "Tables", "x", [table])
+    write_section(tmp_path / "v", "12.4", "Tables", "x", [table], command="python -m x demo")
     page = write_index(tmp_path).read_text()
     assert "<th>method</th><th>PSNR</th>" in page and "<td>nerf</td><td>24.10</td>" in page
     assert "<td>&lt;b&gt;gaussians&lt;/b&gt;</td>" in page and 'href="v/table.md"' in page
     with pytest.raises(ValueError, match=r"items\[0\]: a table needs columns and rows of 2 cells"):
-        write_section(tmp_path / "v", "12.4", "t", "x", [dict(table, rows=[["nerf"]])])
+        write_section(tmp_path / "v", "12.4", "t", "x", [dict(table, rows=[["nerf"]])], command="python -m x demo")
     with pytest.raises(ValueError, match="a table needs columns"):
-        write_section(tmp_path / "v", "12.4", "t", "x", [dict(table, rows=[])])
+        write_section(tmp_path / "v", "12.4", "t", "x", [dict(table, rows=[])], command="python -m x demo")
 
 
 def test_importing_envs_io_loads_no_heavy_module():

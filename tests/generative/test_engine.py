@@ -250,7 +250,8 @@ def test_two_torchrun_processes_equal_one_process_with_the_doubled_batch(tmp_pat
     single = fit(Regression(batch=32, ranks=2), _config(steps=8, log_every=1), tmp_path / "single")
     assert np.allclose(lines[0], single.losses, rtol=1e-5, atol=1e-7)
     # one run folder, written by rank 0 alone, and nothing else from the two processes
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "tensorboard"]
+    assert len(list((run / "tensorboard").iterdir())) == 1  # one event file: rank 0's
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp-run", "ddp.py", "single"]
 
 

@@ -28,7 +28,8 @@ def test_train_mlp_writes_a_run_folder_and_resumes_from_its_config(capsys, tmp_p
             "--config.fit.log-every", "20", "--config.fit.schedule", "constant"]
     first = run_json(capsys, argv)
     assert first["model"] == "mlp" and 0.3 < first["test_accuracy"] <= 1.0
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "model.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "model.json",
+                                                     "tensorboard"]
     assert json.loads((out / "config.json").read_text())["config"]["fit"]["steps"] == 60
     resumed = run_json(capsys, [*argv[:5], "80", *argv[6:], "--resume"])
     assert resumed["steps"] == 80
@@ -66,25 +67,40 @@ def test_torchrun_with_two_processes_writes_one_run_folder(tmp_path):
     out = tmp_path / "ddp"
     proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "generative", "train", "mlp", "--out",
                            str(out), "--steps", "20", "--json", "--config.fit.no-progress"], env=ENV, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[:2500] + proc.stderr[-1500:]
     reports = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(reports) == 1 and json.loads(reports[0])["steps"] == 20  # rank 0 reports, once
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "model.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "model.json",
+                                                     "tensorboard"]
 
 
-def test_demo_writes_the_sections_of_every_chapter(tmp_path):
+def test_demo_writes_the_sections_of_every_chapter(tmp_path, monkeypatch):
+    import dataclasses
+    import shlex
+
+    import generative.demo
     from generative.demo import Demo, run_demo
 
-    index = run_demo(Demo(out=tmp_path, unet_steps=10, sequence_steps=10, table_scale=0.005, table_min_steps=0, wavenet_steps=2,
-                          stroke_steps=2, autoencoder_steps=5, flow_steps=5, gan_steps=3, diffusion_toy_steps=3,
-                          compare_scale=1e-4, compare_min_steps=2, compare_fdd_samples=66, progress=False))
+    args = Demo(out=tmp_path, unet_steps=10, sequence_steps=10, table_scale=0.005, table_min_steps=0, wavenet_steps=2,
+                stroke_steps=2, autoencoder_steps=5, flow_steps=5, gan_steps=3, diffusion_toy_steps=3,
+                compare_scale=1e-4, compare_min_steps=2, compare_fdd_samples=66, progress=False)
+    index = run_demo(args)
     text = index.read_text()
+    parts = {"autoencoders": "models", "autoregressive": "models"}
     for folder, section, count in (("foundations", "1", 6), ("autoencoders", "6", 9), ("autoregressive", "7", 5),
                                    ("flows", "8", 2), ("gans", "9", 1), ("diffusion", "10", 2), ("compare", "10.6", 2)):
         manifest = json.loads((tmp_path / folder / "section.json").read_text())
         assert manifest["section"] == section and len(manifest["items"]) >= count
+        # The page's command reproduces the section: this demo's budgets, that part only.
+        command = shlex.split(manifest["command"])
+        assert command[:4] == ["python", "-m", "generative", "demo"]
+        with monkeypatch.context() as patch:
+            parsed = []
+            patch.setattr(generative.demo, "run_demo", parsed.append)
+            assert main(command[3:]) == 0
+        assert parsed == [dataclasses.replace(args, only=(parts.get(folder, folder),), progress=True)], folder
         for item in manifest["items"]:
             assert (tmp_path / folder / item["file"]).stat().st_size > 0
             assert f"{folder}/{item['file']}" in text
@@ -93,3 +109,11 @@ def test_demo_writes_the_sections_of_every_chapter(tmp_path):
     compare = json.loads((tmp_path / "compare" / "table" / "compare.json").read_text())
     assert [r["name"] for r in compare["rows"]] == ["test-images", "gmm-50", "train+noise", "glow", "dcgan", "ddim-50"]
     assert "<video" in text and "moons.mp4" in text
+    # --only reruns one part (what a section's command does) and keeps the other sections on the page.
+    stamp = lambda: {f: (tmp_path / f / "section.json").stat().st_mtime_ns for f in ("foundations", "flows", "gans")}
+    before = stamp()
+    run_demo(dataclasses.replace(args, only=("gans",)))
+    after = stamp()
+    assert after["gans"] > before["gans"] and {f: after[f] for f in ("foundations", "flows")} == {
+        f: before[f] for f in ("foundations", "flows")}
+    assert index.read_text().count("<section ") == 7

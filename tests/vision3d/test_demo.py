@@ -18,6 +18,7 @@ def test_demo_sections_list_existing_files_good_reconstructions_and_the_comparis
     assert "Neural implicit surfaces" in page and "Radiance fields and Gaussian splatting" in page
     for folder in ("vision3d", "vision3d-radiance"):
         section = json.loads((tmp_path / folder / "section.json").read_text())
+        assert section["command"] == f"python -m vision3d demo --out {tmp_path}"  # both come from one run
         for item in section["items"]:
             assert (tmp_path / folder / item["file"]).stat().st_size > 0, item["file"]
     for method in ("occupancy", "igr", "dvr", "deepsdf"):

@@ -296,16 +296,16 @@ def test_learns_cartpole_within_a_few_thousand_steps(first_and_last_returns):
     assert last > 100  # and mean returns of 132-180 over seeds 0-5
 
 
-def test_tuned_config_overrides_only_what_the_table_lists(monkeypatch):
-    from agents import hyperparams
-    from agents.hyperparams import TUNED, tuned_config
+def test_tuned_config_overrides_only_what_the_yaml_entry_lists(tmp_path):
+    from agents.hyperparams import tuned_config, yaml_entry
+    from envs.io.config import to_jsonable
 
-    assert tuned_config("actor-critic", "CartPole-v1", ActorCriticConfig) == ActorCriticConfig()  # not listed: defaults
+    assert tuned_config("actor-critic", "CartPole-v1", ActorCriticConfig) == ActorCriticConfig()  # empty entry: defaults
     reacher = tuned_config("actor-critic", "mp/BulletReacher-v0", ActorCriticConfig)
-    overrides = TUNED[("actor-critic", "mp/BulletReacher-v0")]
-    assert {k: getattr(reacher, k) for k in overrides} == overrides
+    _, overrides = yaml_entry("actor-critic", "mp/BulletReacher-v0")
+    assert overrides["ortho_init"] is True and to_jsonable({k: getattr(reacher, k) for k in overrides}) == overrides
     defaults = ActorCriticConfig()
     assert all(getattr(reacher, f) == getattr(defaults, f) for f in vars(defaults) if f not in overrides)
-    monkeypatch.setitem(hyperparams.TUNED, ("actor-critic", "x-v0"), {"gama": 0.9})
+    (tmp_path / "actor-critic.yml").write_text("x-v0:\n  gama: 0.9\n")
     with pytest.raises(ValueError, match="gama"):
-        tuned_config("actor-critic", "x-v0", ActorCriticConfig)
+        tuned_config("actor-critic", "x-v0", ActorCriticConfig, directory=tmp_path)
