@@ -9,17 +9,18 @@ EXTRAS ?= test
 # pyrender pins PyOpenGL 3.1.0, which lacks OSMesaCreateContextAttribs; 3.1.10 renders headless. So pyrender
 # goes in without its dependencies (the [3d] extra lists them, with PyOpenGL 3.1.10) and pip has no conflict.
 PYRENDER := pyrender==0.1.45
-# colmap: `python -m vision3d process-data` (camera poses of a user's own photos, CPU mode); chromium: the browser
-# tests of the web viewer and the demo page (driven by Playwright; on Ubuntu, where chromium is a snap, install
-# Google Chrome or Debian's chromium instead and point MP_CHROMIUM at it).
-SYSTEM_PACKAGES := libgl1 libgomp1 libusb-1.0-0 libosmesa6 colmap chromium
+# colmap: `python -m vision3d process-data` (camera poses of a user's own photos, CPU mode).
+SYSTEM_PACKAGES := libgl1 libgomp1 libusb-1.0-0 libosmesa6 colmap
+# Only `make test` needs a browser: the tests of the web viewer and of the demo page drive chromium through
+# Playwright (on Ubuntu, where chromium is a snap, install Google Chrome instead and point MP_CHROMIUM at it).
+TEST_SYSTEM_PACKAGES := chromium
 STAMP := $(VENV)/.installed-$(EXTRAS)
 # pip warns when run as root (CI containers are); inside our own virtual environment that is harmless.
 PIP := PIP_ROOT_USER_ACTION=ignore $(BIN)/python -m pip
 OUT ?= outputs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo demo-full test test-slow bench system-deps clean
+.PHONY: install demo demo-full test test-slow bench system-deps test-system-deps clean
 
 install: $(STAMP)
 
@@ -33,10 +34,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --no-deps $(PYRENDER)
 	@touch $@
 
-# System libraries for the optional 3D and physics extras (OpenGL, OpenMP, USB for open3d, OSMesa
-# for headless pyrender). Installed with apt-get when running as root; otherwise a hint is printed.
-system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# System libraries for the optional 3D and physics extras (OpenGL, OpenMP, USB for open3d, OSMesa for headless
+# pyrender, COLMAP), and the test suite's browser. Installed with apt-get when running as root; otherwise a hint
+# is printed.
+system-deps test-system-deps: PACKAGES = $(if $(filter test-system-deps,$@),$(TEST_SYSTEM_PACKAGES),$(SYSTEM_PACKAGES))
+system-deps test-system-deps:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then echo "system packages: all present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing system packages:$$missing"; \
@@ -44,11 +47,12 @@ system-deps:
 	else echo "note: missing system packages:$$missing (run: sudo apt-get install$$missing)"; fi
 
 # Each section trains a reduced budget live (its captions say so); demo-full runs the issues' full budgets.
-# The four package demos run as two chains side by side, one torch thread each, so both cores work (about
-# 8 + 8 minutes of work in about 9); every demo adds its own section, and the page is rebuilt from all of them
-# at the end.
-DEMO_CHAINS = ( $(BIN)/python -m generative demo --out $(OUT) $(1) && $(BIN)/python -m bodies demo --out $(OUT) $(1) ) & one=$$!; \
-	( $(BIN)/python -m vision3d demo --out $(OUT) $(1) && $(BIN)/python -m agents demo --out $(OUT) $(1) ) & two=$$!; \
+# The four package demos run as two chains side by side, one torch thread each, so both cores work; every demo
+# adds its own section, and the page is rebuilt from all of them at the end. Measured on a quiet 2-core machine
+# (2026-12-02, both chains running): generative 554 s + agents 144 s, vision3d 452 s + bodies 306 s, so about
+# 13 minutes of demos after the install.
+DEMO_CHAINS = ( $(BIN)/python -m generative demo --out $(OUT) $(1) && $(BIN)/python -m agents demo --out $(OUT) $(1) ) & one=$$!; \
+	( $(BIN)/python -m vision3d demo --out $(OUT) $(1) && $(BIN)/python -m bodies demo --out $(OUT) $(1) ) & two=$$!; \
 	failed=""; wait $$one || failed=1; wait $$two || failed=1; test -z "$$failed" && \
 	$(BIN)/python -c 'import sys; from envs.io.page import write_index; print("open", write_index(sys.argv[1]))' $(OUT)
 
@@ -62,10 +66,10 @@ demo-full: install
 # browser that fails to start is a failure.
 BROWSER_ENV = MP_REQUIRE_BROWSER=$$(command -v $${MP_CHROMIUM:-chromium} >/dev/null 2>&1 && echo 1 || echo 0)
 
-test: install
+test: install test-system-deps
 	$(BROWSER_ENV) $(BIN)/python -m pytest -q -rs -n $(PYTEST_WORKERS)
 
-test-slow: install
+test-slow: install test-system-deps
 	$(BROWSER_ENV) $(BIN)/python -m pytest -q -rs -n $(PYTEST_WORKERS) -m slow
 
 bench: install
