@@ -49,8 +49,9 @@ system-deps test-system-deps:
 # Each section trains a reduced budget live (its captions say so); demo-full runs the issues' full budgets.
 # The four package demos run as two chains side by side, one torch thread each, so both cores work; every demo
 # adds its own section, and the page is rebuilt from all of them at the end. Measured on a quiet 2-core machine
-# (2026-12-02, both chains running): generative 554 s + agents 144 s, vision3d 452 s + bodies 306 s, so about
-# 13 minutes of demos after the install.
+# (2026-12-02, both chains running): generative 598 s + agents 153 s beside vision3d 484 s + bodies 333 s was
+# 15m25s with the install (108 s), so the vision3d and bodies budgets were cut by about a fifth: then 13m17s
+# (generative 574 s + agents 119 s beside vision3d 414 s + bodies 258 s).
 DEMO_CHAINS = ( $(BIN)/python -m generative demo --out $(OUT) $(1) && $(BIN)/python -m agents demo --out $(OUT) $(1) ) & one=$$!; \
 	( $(BIN)/python -m vision3d demo --out $(OUT) $(1) && $(BIN)/python -m bodies demo --out $(OUT) $(1) ) & two=$$!; \
 	failed=""; wait $$one || failed=1; wait $$two || failed=1; test -z "$$failed" && \

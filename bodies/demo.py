@@ -42,7 +42,7 @@ class Demo:
 
     out: Path = Path("outputs/demo")
     """Folder of the demo page; the section goes into OUT/bodies."""
-    images: int = 1000
+    images: int = 800
     """Rendered training images (10% held out)."""
     cpm_steps: int = 400
     """Convolutional pose machine steps."""

@@ -156,3 +156,13 @@ def viewer_process(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def server():
+    """A viser server on a free loopback port (the viewers' scenes are built into it), stopped after the test."""
+    import viser
+
+    server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
+    yield server
+    server.stop()

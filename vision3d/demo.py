@@ -60,17 +60,17 @@ class Demo:
     deepsdf_shapes: tuple[str, ...] = ("torus", "sphere", "box", "mug")
     """The shapes one DeepSDF decoder holds (the first is ``shape``'s row of the table); the interpolation goes
     from the first to the last."""
-    occupancy_steps: int = 1000
+    occupancy_steps: int = 800
     """Occupancy network steps."""
-    igr_steps: int = 1000
+    igr_steps: int = 800
     """IGR steps."""
-    dvr_steps: int = 800
+    dvr_steps: int = 600
     """DVR steps."""
     deepsdf_steps: int = 1000
     """DeepSDF steps."""
-    nerf_steps: int = 600
+    nerf_steps: int = 500
     """NeRF steps (the CPU fast path, ``cpu_preset("ngp")``)."""
-    gaussians_steps: int = 1000
+    gaussians_steps: int = 800
     """Gaussian splatting steps (densification and SH schedule scaled to them)."""
     resolution: int = 96
     """Marching-cubes resolution."""

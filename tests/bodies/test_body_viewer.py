@@ -50,13 +50,6 @@ def model():
     return BodyModel.from_file()
 
 
-@pytest.fixture
-def server():
-    server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
-    yield server
-    server.stop()
-
-
 def test_the_true_parameters_put_the_body_where_the_data_sets_camera_saw_it(data, model):
     renders = load_renders(data, images=False)
     size, focal = renders.meta["size"], renders.meta["intrinsics"]["fx"]

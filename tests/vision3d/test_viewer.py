@@ -66,13 +66,6 @@ def splat_run(dataset, tmp_path_factory):
     return run
 
 
-@pytest.fixture
-def server():
-    server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
-    yield server
-    server.stop()
-
-
 def test_a_dataset_folder_shows_one_frustum_per_view_and_its_ground_truth_mesh(dataset, server):
     content = load_content(View(dataset, mesh_color=MAGENTA))
     scene = build_scene(server, content, View(dataset, mesh_color=MAGENTA))
