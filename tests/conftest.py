@@ -166,3 +166,15 @@ def server():
     server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def magenta():
+    """``magenta(image)``: the pixels of a magenta (255, 0, 255) surface under any light in an ``[H, W, 3]`` uint8
+    screenshot (red and blue high and alike, no green), as a ``[H, W]`` bool mask."""
+
+    def pixels(image):
+        r, g, b = (image[..., c].astype(int) for c in range(3))
+        return (r > 100) & (b > 100) & (abs(r - b) < 40) & (g < 50)
+
+    return pixels

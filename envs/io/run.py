@@ -16,7 +16,7 @@ already holds one; ``resume`` refuses a folder without a checkpoint; leftovers o
 mid-way are removed on the next start; the rows of ``metrics.csv`` and the elapsed seconds are part
 of the checkpoint, so a resumed run writes the same file as an uninterrupted one and its clock
 keeps counting. ``envs`` is the lowest package, so the folder is torch-free until a checkpoint is
-written: TensorBoard files are written with the ``tensorboard`` package's protobuf messages alone.
+written: TensorBoard files are written by the ``tensorboard`` package's own (torch-free) event-file writer.
 
 Tracking: TensorBoard is on by default when the ``tensorboard`` package is installed (without it, one
 note and no log; asked for explicitly, a one-line error); W&B when asked for (``wandb=True``), offline

@@ -141,16 +141,12 @@ def test_the_command_line_reports_a_missing_run(tmp_path):
 
 
 @pytest.mark.browser
-def test_the_page_shows_a_fit_run_in_chromium(data, tmp_path, screenshot, viewer_process, capsys, measured):
+def test_the_page_shows_a_fit_run_in_chromium(data, tmp_path, screenshot, viewer_process, capsys, measured, magenta):
     run = tmp_path / "fit"
     assert main(["fit", "adam", "--data", str(data), "--out", str(run), "--steps", "30", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["samples"] == 2
     url, stop = viewer_process(["bodies", "view", str(run), "--data", str(data), "--port", "0", "--body-color", "255",
                                 "0", "255"])
-
-    def magenta(image):
-        r, g, b = (image[..., c].astype(int) for c in range(3))
-        return (r > 100) & (b > 100) & (abs(r - b) < 40) & (g < 50)
 
     image, console = screenshot(url, ready=lambda image: magenta(image).mean() > 0.003)
     status, stderr = stop()

@@ -213,14 +213,9 @@ def test_serve_prints_the_url_serves_the_page_and_returns_when_stopped(dataset):
     assert result == [0]
 
 
-def magenta(image: np.ndarray) -> np.ndarray:  # [H, W, 3] uint8 -> [H, W] bool
-    """Pixels of a magenta surface under any light: red and blue high and alike, no green."""
-    r, g, b = (image[..., c].astype(int) for c in range(3))
-    return (r > 100) & (b > 100) & (abs(r - b) < 40) & (g < 50)
-
 
 @pytest.mark.browser
-def test_the_page_draws_the_mesh_in_chromium(dataset, screenshot, viewer_process, measured):
+def test_the_page_draws_the_mesh_in_chromium(dataset, screenshot, viewer_process, measured, magenta):
     url, stop = viewer_process(["vision3d", "view", str(dataset), "--port", "0", "--mesh-color", "255", "0", "255"])
     image, console = screenshot(url, ready=lambda image: magenta(image).mean() > 0.005)
     status, stderr = stop()
